@@ -1,0 +1,255 @@
+package redirect
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// DefaultWindow is the attribution window of a campaign that sets none.
+const DefaultWindow = 30 * 24 * time.Hour
+
+// DefaultClickParam is the query parameter that carries the click id to the
+// destination when a campaign names none.
+const DefaultClickParam = "click_id"
+
+// CookieHolds says what a campaign's first-party cookie carries.
+type CookieHolds string
+
+const (
+	// CookieClickID stores the click id (Partnac session_id, Affilync afk_cid style).
+	CookieClickID CookieHolds = "click_id"
+	// CookiePartnerKey stores the partner key (Partnero partnero_partner style).
+	CookiePartnerKey CookieHolds = "partner_key"
+)
+
+// Merchant is a tenant: it owns campaigns and API keys.
+type Merchant struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// APIKeyHashes are hex SHA-256 digests of the merchant's API keys; keys
+	// themselves are never stored. See HashAPIKey.
+	APIKeyHashes []string `json:"api_key_hashes,omitempty"`
+	// CookieDomain is set as the cookie's Domain attribute when the edge is
+	// reached through a merchant CNAME (track.merchant.com); empty means host-only.
+	CookieDomain string `json:"cookie_domain,omitempty"`
+	// AllowedDomains are the hosts (and their subdomains) that destinations and
+	// deep links of this merchant may point to.
+	AllowedDomains []string `json:"allowed_domains,omitempty"`
+	// FallbackURL receives visitors of unknown or paused codes of this merchant.
+	FallbackURL string `json:"fallback_url,omitempty"`
+}
+
+// Campaign groups links under one destination, window and cookie policy.
+type Campaign struct {
+	ID                 string `json:"id"`
+	MerchantID         string `json:"merchant_id"`
+	Name               string `json:"name,omitempty"`
+	DefaultDestination string `json:"default_destination"`
+	// WindowSeconds is the attribution window; 0 means DefaultWindow.
+	WindowSeconds int64 `json:"window_seconds,omitempty"`
+	// ClickParam is the destination query parameter holding the click id; empty means DefaultClickParam.
+	ClickParam string `json:"click_param,omitempty"`
+	// CookieName is the first-party cookie set on redirect; empty means "ce_<campaign id>".
+	CookieName string `json:"cookie_name,omitempty"`
+	// CookieHolds says whether the cookie carries the click id or the partner key; empty means click id.
+	CookieHolds CookieHolds `json:"cookie_holds,omitempty"`
+	// PassPartnerKey appends the partner key as "aff" to the destination (Partnero pure S2S).
+	PassPartnerKey bool `json:"pass_partner_key,omitempty"`
+	// AllowedDomains adds to the merchant's allowed domains for this campaign's deep links.
+	AllowedDomains []string `json:"allowed_domains,omitempty"`
+}
+
+// Partner is an affiliate who shares links.
+type Partner struct {
+	ID         string `json:"id"`
+	MerchantID string `json:"merchant_id"`
+	// Key is the referral key / partnership code (Partnero ?aff=, Partnac partnership_code).
+	Key         string   `json:"key"`
+	Email       string   `json:"email,omitempty"`
+	CouponCodes []string `json:"coupon_codes,omitempty"`
+}
+
+// Link is a short code that redirects a visitor for one partner in one campaign.
+type Link struct {
+	Code       string `json:"code"`
+	CampaignID string `json:"campaign_id"`
+	PartnerID  string `json:"partner_id"`
+	// Destination is a URL template with macros {click_id}, {partner_key},
+	// {campaign_id}, {sub1}…{sub5}; empty means the campaign's default destination.
+	Destination string `json:"destination,omitempty"`
+	// NoPassthrough turns off passing the visitor's query parameters to the destination.
+	NoPassthrough bool `json:"no_passthrough,omitempty"`
+	// FallbackURL overrides the merchant's fallback for this link when it is paused.
+	FallbackURL string `json:"fallback_url,omitempty"`
+	Paused      bool   `json:"paused,omitempty"`
+}
+
+// Catalog is everything an edge needs to answer redirects and authenticate
+// merchants. It is published by the worker as one versioned document.
+type Catalog struct {
+	// Version increases with every change the worker publishes.
+	Version   uint64     `json:"version"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	Merchants []Merchant `json:"merchants"`
+	Campaigns []Campaign `json:"campaigns"`
+	Partners  []Partner  `json:"partners"`
+	Links     []Link     `json:"links"`
+}
+
+// HashAPIKey returns the hex SHA-256 digest under which an API key is stored.
+// Keys are random and long, so an unsalted fast hash is enough to make the
+// stored form useless to a thief while keeping lookup O(1).
+func HashAPIKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// Window returns the campaign's attribution window.
+func (c *Campaign) Window() time.Duration {
+	if c.WindowSeconds <= 0 {
+		return DefaultWindow
+	}
+	return time.Duration(c.WindowSeconds) * time.Second
+}
+
+// Param returns the query parameter that carries the click id.
+func (c *Campaign) Param() string {
+	if c.ClickParam == "" {
+		return DefaultClickParam
+	}
+	return c.ClickParam
+}
+
+// Cookie returns the name of the campaign's first-party cookie.
+func (c *Campaign) Cookie() string {
+	if c.CookieName == "" {
+		return "ce_" + c.ID
+	}
+	return c.CookieName
+}
+
+// Holds returns what the campaign's cookie carries.
+func (c *Campaign) Holds() CookieHolds {
+	if c.CookieHolds == "" {
+		return CookieClickID
+	}
+	return c.CookieHolds
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ErrInvalidCatalog wraps every validation failure of Catalog.Validate.
+var ErrInvalidCatalog = errors.New("invalid catalog")
+
+// Validate checks references and formats. Ids are restricted to
+// [A-Za-z0-9_-] so that they are safe as NATS subject tokens and bbolt keys.
+func (c *Catalog) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidCatalog, fmt.Sprintf(format, a...))
+	}
+	merchants := map[string]bool{}
+	for _, m := range c.Merchants {
+		if !idPattern.MatchString(m.ID) {
+			return bad("merchant id %q: want 1-64 of [A-Za-z0-9_-]", m.ID)
+		}
+		if merchants[m.ID] {
+			return bad("merchant %q defined twice", m.ID)
+		}
+		merchants[m.ID] = true
+		for _, h := range m.APIKeyHashes {
+			if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+				return bad("merchant %q: api key hash must be 64 lowercase hex characters", m.ID)
+			}
+		}
+		if m.FallbackURL != "" && !absHTTPURL(m.FallbackURL) {
+			return bad("merchant %q: fallback_url %q is not an absolute http(s) URL", m.ID, m.FallbackURL)
+		}
+	}
+	campaigns := map[string]string{}
+	for _, k := range c.Campaigns {
+		if !idPattern.MatchString(k.ID) {
+			return bad("campaign id %q: want 1-64 of [A-Za-z0-9_-]", k.ID)
+		}
+		if _, dup := campaigns[k.ID]; dup {
+			return bad("campaign %q defined twice", k.ID)
+		}
+		if !merchants[k.MerchantID] {
+			return bad("campaign %q: unknown merchant %q", k.ID, k.MerchantID)
+		}
+		campaigns[k.ID] = k.MerchantID
+		if !absHTTPURL(k.DefaultDestination) {
+			return bad("campaign %q: default_destination %q is not an absolute http(s) URL", k.ID, k.DefaultDestination)
+		}
+		if k.WindowSeconds < 0 {
+			return bad("campaign %q: negative window", k.ID)
+		}
+		switch k.CookieHolds {
+		case "", CookieClickID, CookiePartnerKey:
+		default:
+			return bad("campaign %q: cookie_holds %q: want click_id or partner_key", k.ID, k.CookieHolds)
+		}
+		if k.ClickParam != "" && url.QueryEscape(k.ClickParam) != k.ClickParam {
+			return bad("campaign %q: click_param %q must not need escaping", k.ID, k.ClickParam)
+		}
+		if k.CookieName != "" && !cookieNamePattern.MatchString(k.CookieName) {
+			return bad("campaign %q: cookie_name %q is not a cookie token", k.ID, k.CookieName)
+		}
+	}
+	partners := map[string]string{}
+	keys := map[string]bool{}
+	for _, p := range c.Partners {
+		if !idPattern.MatchString(p.ID) {
+			return bad("partner id %q: want 1-64 of [A-Za-z0-9_-]", p.ID)
+		}
+		if _, dup := partners[p.ID]; dup {
+			return bad("partner %q defined twice", p.ID)
+		}
+		if !merchants[p.MerchantID] {
+			return bad("partner %q: unknown merchant %q", p.ID, p.MerchantID)
+		}
+		if !idPattern.MatchString(p.Key) {
+			return bad("partner %q: key %q: want 1-64 of [A-Za-z0-9_-]", p.ID, p.Key)
+		}
+		mk := p.MerchantID + "\x00" + p.Key
+		if keys[mk] {
+			return bad("partner key %q used twice in merchant %q", p.Key, p.MerchantID)
+		}
+		keys[mk] = true
+		partners[p.ID] = p.MerchantID
+	}
+	codes := map[string]bool{}
+	for _, l := range c.Links {
+		if !idPattern.MatchString(l.Code) {
+			return bad("link code %q: want 1-64 of [A-Za-z0-9_-]", l.Code)
+		}
+		if codes[l.Code] {
+			return bad("link code %q defined twice", l.Code)
+		}
+		codes[l.Code] = true
+		m, ok := campaigns[l.CampaignID]
+		if !ok {
+			return bad("link %q: unknown campaign %q", l.Code, l.CampaignID)
+		}
+		if pm, ok := partners[l.PartnerID]; !ok || pm != m {
+			return bad("link %q: partner %q is not a partner of merchant %q", l.Code, l.PartnerID, m)
+		}
+		if l.FallbackURL != "" && !absHTTPURL(l.FallbackURL) {
+			return bad("link %q: fallback_url %q is not an absolute http(s) URL", l.Code, l.FallbackURL)
+		}
+	}
+	return nil
+}
+
+var cookieNamePattern = regexp.MustCompile("^[!#$%&'*+\\-.^_`|~0-9A-Za-z]{1,64}$")
+
+func absHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
+		!strings.ContainsAny(s, "\r\n\x00")
+}
