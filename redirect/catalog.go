@@ -81,7 +81,8 @@ type Link struct {
 	CampaignID string `json:"campaign_id"`
 	PartnerID  string `json:"partner_id"`
 	// Destination is a URL template with macros {click_id}, {partner_key},
-	// {campaign_id}, {sub1}…{sub5}; empty means the campaign's default destination.
+	// {campaign_id}, {link_code}, {sub1}…{sub5}; empty means the campaign's
+	// default destination. See AppendDestination.
 	Destination string `json:"destination,omitempty"`
 	// NoPassthrough turns off passing the visitor's query parameters to the destination.
 	NoPassthrough bool `json:"no_passthrough,omitempty"`
@@ -149,11 +150,17 @@ var ErrInvalidCatalog = errors.New("invalid catalog")
 
 // Validate checks references and formats. Ids are restricted to
 // [A-Za-z0-9_-] so that they are safe as NATS subject tokens and bbolt keys.
+// Destination templates must be absolute http(s) URLs without userinfo whose
+// host is written literally (no macro, escape or "{"); allowed and cookie
+// domains must be host names ("*." or "." prefixes allowed); an API key hash
+// and a cookie domain belong to one merchant only.
 func (c *Catalog) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidCatalog, fmt.Sprintf(format, a...))
 	}
 	merchants := map[string]bool{}
+	keyHashes := map[string]string{}
+	cookieDomains := map[string]string{}
 	for _, m := range c.Merchants {
 		if !idPattern.MatchString(m.ID) {
 			return bad("merchant id %q: want 1-64 of [A-Za-z0-9_-]", m.ID)
@@ -165,6 +172,25 @@ func (c *Catalog) Validate() error {
 		for _, h := range m.APIKeyHashes {
 			if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
 				return bad("merchant %q: api key hash must be 64 lowercase hex characters", m.ID)
+			}
+			if other, dup := keyHashes[h]; dup && other != m.ID {
+				return bad("merchant %q: api key hash also belongs to merchant %q", m.ID, other)
+			}
+			keyHashes[h] = m.ID
+		}
+		if m.CookieDomain != "" {
+			d := normDomain(m.CookieDomain)
+			if err := checkDomain(d); err != nil {
+				return bad("merchant %q: cookie_domain: %v", m.ID, err)
+			}
+			if other, dup := cookieDomains[d]; dup {
+				return bad("merchant %q: cookie_domain %q also used by merchant %q", m.ID, m.CookieDomain, other)
+			}
+			cookieDomains[d] = m.ID
+		}
+		for _, d := range m.AllowedDomains {
+			if err := checkDomain(normDomain(d)); err != nil {
+				return bad("merchant %q: allowed_domains: %v", m.ID, err)
 			}
 		}
 		if m.FallbackURL != "" && !absHTTPURL(m.FallbackURL) {
@@ -185,6 +211,14 @@ func (c *Catalog) Validate() error {
 		campaigns[k.ID] = k.MerchantID
 		if !absHTTPURL(k.DefaultDestination) {
 			return bad("campaign %q: default_destination %q is not an absolute http(s) URL", k.ID, k.DefaultDestination)
+		}
+		if _, err := compileTemplate(k.DefaultDestination); err != nil {
+			return bad("campaign %q: default_destination: %v", k.ID, err)
+		}
+		for _, d := range k.AllowedDomains {
+			if err := checkDomain(normDomain(d)); err != nil {
+				return bad("campaign %q: allowed_domains: %v", k.ID, err)
+			}
 		}
 		if k.WindowSeconds < 0 {
 			return bad("campaign %q: negative window", k.ID)
@@ -238,6 +272,11 @@ func (c *Catalog) Validate() error {
 		}
 		if pm, ok := partners[l.PartnerID]; !ok || pm != m {
 			return bad("link %q: partner %q is not a partner of merchant %q", l.Code, l.PartnerID, m)
+		}
+		if l.Destination != "" {
+			if _, err := compileTemplate(l.Destination); err != nil {
+				return bad("link %q: destination: %v", l.Code, err)
+			}
 		}
 		if l.FallbackURL != "" && !absHTTPURL(l.FallbackURL) {
 			return bad("link %q: fallback_url %q is not an absolute http(s) URL", l.Code, l.FallbackURL)
