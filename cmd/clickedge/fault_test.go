@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -253,5 +252,4 @@ func TestEdgeSIGKILLLosesNothing(t *testing.T) {
 		t.Errorf("stream holds %d messages for %d distinct stored clicks: duplicates reached the stream", got, p.Total)
 	}
 	t.Logf("acknowledged %d clicks across 3 SIGKILLs; worker stored %d (the rest were committed but not yet answered)", len(acked), p.Total)
-	_ = strconv.Itoa
 }

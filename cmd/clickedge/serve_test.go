@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -80,14 +78,14 @@ func getJSON(t *testing.T, u, key string, v any) int {
 type listed struct {
 	Data []struct {
 		ID, ClickID, Country, City, Browser, OS, Device, IPAddress, CampaignID, PartnershipID string
-		Bot                                                                                  bool
+		Bot                                                                                   bool
 	} `json:"data"`
 	Pagination struct{ Limit, Offset, Total int } `json:"pagination"`
 }
 
 func (l *listed) UnmarshalJSON(b []byte) error {
 	type raw struct {
-		Data []map[string]any `json:"data"`
+		Data       []map[string]any `json:"data"`
 		Pagination struct {
 			Limit, Offset, Total int
 		} `json:"pagination"`
@@ -102,7 +100,7 @@ func (l *listed) UnmarshalJSON(b []byte) error {
 		b, _ := d["bot"].(bool)
 		l.Data = append(l.Data, struct {
 			ID, ClickID, Country, City, Browser, OS, Device, IPAddress, CampaignID, PartnershipID string
-			Bot                                                                                  bool
+			Bot                                                                                   bool
 		}{s("id"), s("click_id"), s("country"), s("city"), s("browser"), s("os"), s("device"), s("ip_address"),
 			s("campaign_id"), s("partnership_id"), b})
 	}
@@ -185,8 +183,6 @@ func TestServeEndToEnd(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	_ = netip.Addr{}
-	_ = fmt.Sprint()
 }
 
 // TestCatalogChangeReachesEdge changes the catalog at the worker: the edge
