@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/valyala/fasthttp"
 
 	"github.com/clickedge/clickedge/enrich"
@@ -494,4 +495,82 @@ func BenchmarkRedirect(b *testing.B) {
 			h(ctx)
 		}
 	})
+}
+
+// TestOutboxFull fills the outbox to its cap: visitors are still redirected
+// and the loss is counted; an S2S write gets 503, never a 2xx.
+func TestOutboxFull(t *testing.T) {
+	ob := sink.NewOutbox(filepath.Join(t.TempDir(), "edge.db"))
+	ob.NoSync = true
+	ob.MaxBytes = 1 // nothing fits
+	if err := ob.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ob.Close() })
+	s, _ := newTestServer(t)
+	s2 := &Server{Minter: s.Minter, Enricher: s.Enricher, Outbox: ob, Lister: s.Lister}
+	if err := s2.Open(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(testCatalog())
+	if err := s2.ApplyCatalog(data); err != nil {
+		t.Fatal(err)
+	}
+	ctx := do(s2, "GET", "/r/a1", nil, "")
+	if ctx.Response.StatusCode() != 302 || !strings.HasPrefix(string(ctx.Response.Header.Peek("Location")), "https://shop-a.example/landing?click_id=") {
+		t.Errorf("redirect with a full outbox: %d %q, want a 302 to the destination", ctx.Response.StatusCode(), ctx.Response.Header.Peek("Location"))
+	}
+	if got := testutilCount(s2.m.clicks[outcomeDropped]); got != 1 {
+		t.Errorf("dropped clicks counted = %v, want 1", got)
+	}
+	ctx = do(s2, "POST", "/v1/tracking/clicks", map[string]string{"Authorization": "Bearer " + keyA},
+		`{"partnership_code":"ALICE","click_url":"https://shop-a.example/"}`)
+	checkError(t, ctx, 503, CodeUnavailable)
+	if st := ob.Stats(); st.Rows != 0 {
+		t.Errorf("outbox rows = %d, want 0", st.Rows)
+	}
+}
+
+// FuzzPartnacCreateClick: any body gets a 201 or a 4xx with a JSON error
+// code; a rejected body writes nothing.
+func FuzzPartnacCreateClick(f *testing.F) {
+	for _, seed := range []string{
+		`{"partnership_code":"ALICE","click_url":"https://shop-a.example/?sub1=z","ip_address":"203.0.113.9","screen_width":1280}`,
+		`{"partnership_code":"ALICE","click_url":"https://a.example/","referrer_url":"x","screen_width":1e3}`,
+		`{"partnership_code":null}`, `[]`, `{`, `""`, `{"click_url":"http://[::1]:80/"}`,
+	} {
+		f.Add(seed)
+	}
+	s, _ := newTestServer(f)
+	hdr := map[string]string{"Authorization": "Bearer " + keyA, "Content-Type": "application/json"}
+	f.Fuzz(func(t *testing.T, body string) {
+		before := s.Outbox.Stats().Appended
+		ctx := do(s, "POST", "/v1/tracking/clicks", hdr, body)
+		code := ctx.Response.StatusCode()
+		after := s.Outbox.Stats().Appended
+		switch {
+		case code == 201:
+			if after != before+1 {
+				t.Fatalf("201 but %d rows appended", after-before)
+			}
+		case code >= 400 && code < 500:
+			var e struct{ Error struct{ Code string } }
+			if err := json.Unmarshal(ctx.Response.Body(), &e); err != nil || e.Error.Code == "" {
+				t.Fatalf("%d without a JSON error code: %s", code, ctx.Response.Body())
+			}
+			if after != before {
+				t.Fatalf("rejected body (%d) wrote %d rows", code, after-before)
+			}
+		default:
+			t.Fatalf("status %d for body %q", code, body)
+		}
+	})
+}
+
+func testutilCount(c interface{ Write(*dto.Metric) error }) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
 }

@@ -290,8 +290,6 @@ func startEdge(ctx context.Context, cfg *Config, log *slog.Logger, nc *nats.Conn
 		}
 		onClose("geo", func(context.Context) error { return g.Close() })
 		ecfg.Geo = g
-		info := g.Info()
-		log.Info("geo database loaded", "path", info.Path, "schema", info.Schema, "built", info.BuildTime)
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "clickedge_geo_database_build_timestamp_seconds",
 			Help: "Build time of the loaded geo database (0: none loaded).",

@@ -224,3 +224,45 @@ func followCode(t *testing.T, addr, code string) (int, string) {
 	resp.Body.Close()
 	return resp.StatusCode, resp.Header.Get("Location")
 }
+
+// TestGracefulShutdown: on the stop signal /readyz answers 503 while the
+// listener still accepts (load balancers drain first), then run returns.
+func TestGracefulShutdown(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	appc := make(chan *App, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, []string{"serve", "--data", dir, "--listen", "127.0.0.1:0", "--metrics-addr", "",
+			"--nats-listen", "", "--demo", "--drain-delay", "1s", "--log-level", "error"}, io.Discard, io.Discard, func(a *App) { appc <- a })
+	}()
+	var a *App
+	select {
+	case a = <-appc:
+	case err := <-errc:
+		t.Fatalf("serve: %v", err)
+	}
+	if code, _ := followCode(t, a.EdgeAddr, "alice"); code != http.StatusFound {
+		t.Fatalf("before shutdown: %d", code)
+	}
+	cancel()
+	saw503 := false
+	for i := 0; i < 200 && !saw503; i++ {
+		resp, err := http.Get("http://" + a.EdgeAddr + "/readyz")
+		if err != nil {
+			break
+		}
+		resp.Body.Close()
+		saw503 = resp.StatusCode == http.StatusServiceUnavailable
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !saw503 {
+		t.Error("/readyz never answered 503 before the listener closed")
+	}
+	if err := <-errc; err != nil {
+		t.Errorf("serve returned %v", err)
+	}
+	if _, err := http.Get("http://" + a.EdgeAddr + "/healthz"); err == nil {
+		t.Error("the listener still accepts after run returned")
+	}
+}
