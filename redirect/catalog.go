@@ -63,6 +63,51 @@ type Campaign struct {
 	PassPartnerKey bool `json:"pass_partner_key,omitempty"`
 	// AllowedDomains adds to the merchant's allowed domains for this campaign's deep links.
 	AllowedDomains []string `json:"allowed_domains,omitempty"`
+
+	// Currency is the campaign's default currency (ISO 4217); empty means USD.
+	Currency string `json:"currency,omitempty"`
+	// Attribution is AttributionLastClick (default) or AttributionFirstClick.
+	Attribution string `json:"attribution,omitempty"`
+	// MinClickToConversionSeconds flags a conversion sooner than this after
+	// its click as suspect; 0 turns the check off.
+	MinClickToConversionSeconds int64 `json:"min_click_to_conversion_seconds,omitempty"`
+	// HoldSeconds approves a pending conversion automatically this long after
+	// it was recorded; 0 means only an explicit approval does.
+	HoldSeconds int64 `json:"hold_seconds,omitempty"`
+	// Commissions are the campaign's commission rules; the most specific
+	// match wins (see CommissionRule). No match earns nothing.
+	Commissions []CommissionRule `json:"commissions,omitempty"`
+	// RecurringMonths: later subscription payments of an attributed customer
+	// earn for this many months after the customer's first attributed
+	// conversion; with RecurringLifetime they earn for the customer's
+	// lifetime. Both zero: only the first subscription payment earns.
+	RecurringMonths   int  `json:"recurring_months,omitempty"`
+	RecurringLifetime bool `json:"recurring_lifetime,omitempty"`
+	// PixelID is the public id the campaign's browser pixels authenticate
+	// with; pixels never carry the merchant's secret key.
+	PixelID string `json:"pixel_id,omitempty"`
+}
+
+// Attribution models of a campaign.
+const (
+	AttributionLastClick  = "last_click"
+	AttributionFirstClick = "first_click"
+)
+
+// CommissionRule says what a partner earns on a conversion. A rule matches
+// when each of its non-empty fields equals the conversion's; among matches
+// the most specific wins: ProductID, then ProductType, then Type, then the
+// catch-all (all empty). A rule pays PercentBPS of the amount plus FlatMinor.
+type CommissionRule struct {
+	// Type matches the conversion type (sale, lead, referral, subscription,
+	// custom, signup, trial, or a Partnero action); empty matches any.
+	Type        string `json:"type,omitempty"`
+	ProductID   string `json:"product_id,omitempty"`
+	ProductType string `json:"product_type,omitempty"`
+	// PercentBPS is the commission in basis points of the amount (1000 = 10 %).
+	PercentBPS int64 `json:"percent_bps,omitempty"`
+	// FlatMinor is a flat commission in minor units of the conversion's currency.
+	FlatMinor int64 `json:"flat_minor,omitempty"`
 }
 
 // Partner is an affiliate who shares links.
@@ -198,6 +243,7 @@ func (c *Catalog) Validate() error {
 		}
 	}
 	campaigns := map[string]string{}
+	pixels := map[string]bool{}
 	for _, k := range c.Campaigns {
 		if !idPattern.MatchString(k.ID) {
 			return bad("campaign id %q: want 1-64 of [A-Za-z0-9_-]", k.ID)
@@ -230,6 +276,31 @@ func (c *Catalog) Validate() error {
 		}
 		if k.ClickParam != "" && url.QueryEscape(k.ClickParam) != k.ClickParam {
 			return bad("campaign %q: click_param %q must not need escaping", k.ID, k.ClickParam)
+		}
+		switch k.Attribution {
+		case "", AttributionLastClick, AttributionFirstClick:
+		default:
+			return bad("campaign %q: attribution %q: want last_click or first_click", k.ID, k.Attribution)
+		}
+		if k.Currency != "" && !currencyPattern.MatchString(k.Currency) {
+			return bad("campaign %q: currency %q is not an ISO 4217 code", k.ID, k.Currency)
+		}
+		if k.MinClickToConversionSeconds < 0 || k.HoldSeconds < 0 || k.RecurringMonths < 0 {
+			return bad("campaign %q: negative duration", k.ID)
+		}
+		for i, r := range k.Commissions {
+			if r.PercentBPS < 0 || r.PercentBPS > 1_000_000 || r.FlatMinor < 0 || r.FlatMinor > 1e15 {
+				return bad("campaign %q: commission rule %d: percent_bps 0..1000000 and flat_minor >= 0", k.ID, i)
+			}
+		}
+		if k.PixelID != "" {
+			if !idPattern.MatchString(k.PixelID) {
+				return bad("campaign %q: pixel_id %q: want 1-64 of [A-Za-z0-9_-]", k.ID, k.PixelID)
+			}
+			if pixels[k.PixelID] {
+				return bad("pixel_id %q used by two campaigns", k.PixelID)
+			}
+			pixels[k.PixelID] = true
 		}
 		if k.CookieName != "" && !cookieNamePattern.MatchString(k.CookieName) {
 			return bad("campaign %q: cookie_name %q is not a cookie token", k.ID, k.CookieName)
@@ -284,6 +355,8 @@ func (c *Catalog) Validate() error {
 	}
 	return nil
 }
+
+var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 
 var cookieNamePattern = regexp.MustCompile("^[!#$%&'*+\\-.^_`|~0-9A-Za-z]{1,64}$")
 

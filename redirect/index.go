@@ -3,6 +3,7 @@ package redirect
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 )
 
 // Index is an immutable lookup view of one validated catalog version. It is
@@ -23,6 +24,11 @@ type Index struct {
 	firstCampaign   map[string]*Campaign
 	partnerCampaign map[string]*Campaign
 	linkFor         map[campaignPartner]*Link
+	// pixels maps public pixel ids to campaigns; coupons and emails map
+	// (merchant, upper-cased code / lower-cased email) to partners.
+	pixels  map[string]*Campaign
+	coupons map[partnerKey]*Partner
+	emails  map[partnerKey]*Partner
 }
 
 // Resolved is a link code resolved to everything a redirect needs. Values
@@ -38,6 +44,26 @@ type Resolved struct {
 }
 
 type partnerKey struct{ merchant, key string }
+
+// CampaignByPixel returns the campaign whose public pixel id is id.
+func (x *Index) CampaignByPixel(id string) (*Campaign, bool) {
+	k, ok := x.pixels[id]
+	return k, ok
+}
+
+// PartnerByCoupon returns the merchant's partner owning a coupon code
+// (compared case-insensitively, as checkout systems upper-case codes).
+func (x *Index) PartnerByCoupon(merchantID, code string) (*Partner, bool) {
+	p, ok := x.coupons[partnerKey{merchantID, strings.ToUpper(code)}]
+	return p, ok
+}
+
+// PartnerByEmail returns the merchant's partner with that email
+// (case-insensitive).
+func (x *Index) PartnerByEmail(merchantID, email string) (*Partner, bool) {
+	p, ok := x.emails[partnerKey{merchantID, strings.ToLower(email)}]
+	return p, ok
+}
 
 type campaignPartner struct{ campaign, partner string }
 
@@ -61,6 +87,9 @@ func NewIndex(c *Catalog) *Index {
 		firstCampaign:   make(map[string]*Campaign, len(c.Merchants)),
 		partnerCampaign: make(map[string]*Campaign, len(c.Partners)),
 		linkFor:         make(map[campaignPartner]*Link, len(c.Links)),
+		pixels:          make(map[string]*Campaign),
+		coupons:         make(map[partnerKey]*Partner),
+		emails:          make(map[partnerKey]*Partner),
 	}
 	for i := range c.Merchants {
 		m := &c.Merchants[i]
@@ -95,6 +124,9 @@ func NewIndex(c *Catalog) *Index {
 			x.firstCampaign[k.MerchantID] = k
 		}
 		campaignPlan[k.ID] = newDestPlan(nil, k, x.merchants[k.MerchantID], nil)
+		if k.PixelID != "" {
+			x.pixels[k.PixelID] = k
+		}
 	}
 	for i := range c.Partners {
 		p := &c.Partners[i]
@@ -105,6 +137,18 @@ func NewIndex(c *Catalog) *Index {
 		pk := partnerKey{p.MerchantID, p.Key}
 		if _, dup := x.byKey[pk]; !dup {
 			x.byKey[pk] = p
+		}
+		for _, code := range p.CouponCodes {
+			ck := partnerKey{p.MerchantID, strings.ToUpper(code)}
+			if _, dup := x.coupons[ck]; !dup {
+				x.coupons[ck] = p
+			}
+		}
+		if p.Email != "" {
+			ek := partnerKey{p.MerchantID, strings.ToLower(p.Email)}
+			if _, dup := x.emails[ek]; !dup {
+				x.emails[ek] = p
+			}
 		}
 	}
 	for i := range c.Links {

@@ -272,3 +272,44 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	}
 }
+
+func TestIndexConversionLookups(t *testing.T) {
+	c := &Catalog{
+		Merchants: []Merchant{{ID: "m"}, {ID: "n"}},
+		Campaigns: []Campaign{{ID: "k", MerchantID: "m", DefaultDestination: "https://a.example/", PixelID: "px_1"}},
+		Partners: []Partner{
+			{ID: "p", MerchantID: "m", Key: "P", Email: "Pat@Example.com", CouponCodes: []string{"summer20"}},
+			{ID: "q", MerchantID: "n", Key: "Q", CouponCodes: []string{"SUMMER20"}},
+		},
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	x := NewIndex(c)
+	if k, ok := x.CampaignByPixel("px_1"); !ok || k.ID != "k" {
+		t.Errorf("CampaignByPixel = %v, %v", k, ok)
+	}
+	if _, ok := x.CampaignByPixel("px_2"); ok {
+		t.Error("unknown pixel found")
+	}
+	tests := []struct {
+		merchant, code, want string
+	}{
+		{"m", "SUMMER20", "p"}, {"m", "Summer20", "p"}, {"n", "summer20", "q"}, {"m", "WINTER", ""},
+	}
+	for _, tt := range tests {
+		got := ""
+		if p, ok := x.PartnerByCoupon(tt.merchant, tt.code); ok {
+			got = p.ID
+		}
+		if got != tt.want {
+			t.Errorf("PartnerByCoupon(%s, %s) = %q, want %q", tt.merchant, tt.code, got, tt.want)
+		}
+	}
+	if p, ok := x.PartnerByEmail("m", "pat@example.COM"); !ok || p.ID != "p" {
+		t.Errorf("PartnerByEmail = %v, %v", p, ok)
+	}
+	if _, ok := x.PartnerByEmail("n", "pat@example.com"); ok {
+		t.Error("PartnerByEmail crossed merchants")
+	}
+}

@@ -53,8 +53,9 @@ func (c StreamConfig) withDefaults() (StreamConfig, error) {
 }
 
 // EnsureStreams creates the click stream (ClickStream on
-// ClickSubjectPrefix+">", file storage, limits retention) or updates it to
-// cfg. Calling it again with the same cfg changes nothing.
+// ClickSubjectPrefix+">", file storage, limits retention) and the merchant
+// event stream (EventStream on EventSubjectPrefix+">", no age limit), or
+// updates them to cfg. Calling it again with the same cfg changes nothing.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) error {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -73,6 +74,21 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 	})
 	if err != nil {
 		return fmt.Errorf("ensure stream %s: %w", ClickStream, err)
+	}
+	// Merchant events carry money: the stream keeps them all, so that the
+	// worker's store and ledger can be rebuilt by replaying it.
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        EventStream,
+		Description: "clickedge merchant events (conversions, refunds, updates, status, customers, credits), subject " + EventSubjectPrefix + "<merchant id>",
+		Subjects:    []string{EventSubjectPrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.Duplicates,
+	})
+	if err != nil {
+		return fmt.Errorf("ensure stream %s: %w", EventStream, err)
 	}
 	return nil
 }
