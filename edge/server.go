@@ -40,6 +40,12 @@ type Server struct {
 	// Lister answers the read APIs: the worker itself in `serve`, or a
 	// sink.APIClient that asks it over NATS.
 	Lister sink.ClickLister
+	// Backend answers conversion results and reads: the worker itself in
+	// `serve`, or a sink.APIClient over NATS.
+	Backend sink.Backend
+	// ResultWait bounds how long a merchant write waits for the worker's
+	// result before answering 202 queued; default DefaultResultWait.
+	ResultWait time.Duration
 	// EdgeID names this edge on every click it mints.
 	EdgeID string
 	// FallbackURL receives visitors of unknown codes that no merchant claims
@@ -246,8 +252,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			ctx.SetBodyString("not ready\n")
 		}
 	default:
-		route = routeOther
-		writeError(ctx, errf(CodeNotFound, "no such route"))
+		var ok bool
+		if route, ok = s.serveDialect(ctx); !ok {
+			route = routeOther
+			writeError(ctx, errf(CodeNotFound, "no such route"))
+		}
 	}
 	s.m.requests.WithLabelValues(route, statusClass(ctx.Response.StatusCode())).Inc()
 	s.m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())

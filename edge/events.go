@@ -1,0 +1,73 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/clickedge/clickedge/sink"
+)
+
+// DefaultResultWait is how long a merchant write waits for the worker's
+// result before it is answered 202 "queued".
+const DefaultResultWait = 2 * time.Second
+
+// commitEvent makes a merchant event durable in the outbox: the edge answers
+// 2xx only after this returns nil. The event's id is its Nats-Msg-Id.
+func (s *Server) commitEvent(ctx *fasthttp.RequestCtx, ev *sink.Event) *apiError {
+	ev.V = sink.EventVersion
+	if ev.TS == 0 {
+		ev.TS = s.Now().UnixMilli()
+	}
+	ev.Edge = s.EdgeID
+	data, err := sink.AppendEvent(nil, ev)
+	if err == nil {
+		err = s.Outbox.Append(ctx, sink.Record{Subject: sink.EventSubjectPrefix + ev.MerchantID, MsgID: ev.ID, Data: data})
+	}
+	if err != nil {
+		s.Logger.Error("merchant event not stored", "merchant", ev.MerchantID, "kind", ev.Kind, "err", err)
+		return errf(CodeUnavailable, "the event could not be stored; retry later")
+	}
+	return nil
+}
+
+// awaitResult waits up to the edge's ResultWait for the worker's result of a
+// committed event. ok is false when the worker is slow or away: the caller
+// answers 202 with the identifiers it has, and the result is readable later.
+func (s *Server) awaitResult(merchantID, eventID string) (sink.EventResult, bool) {
+	if s.Backend == nil {
+		return sink.EventResult{}, false
+	}
+	wait := s.ResultWait
+	if wait <= 0 {
+		wait = DefaultResultWait
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait+time.Second)
+	defer cancel()
+	r, err := s.Backend.EventResult(ctx, merchantID, eventID, wait)
+	if err != nil {
+		var ae *sink.APIError
+		if !errors.As(err, &ae) || (ae.Code != sink.APICodePending && ae.Code != sink.APICodeWorkerUnavailable) {
+			s.Logger.Warn("event result", "merchant", merchantID, "event", eventID, "err", err)
+		}
+		return sink.EventResult{}, false
+	}
+	return r, true
+}
+
+// backendError turns an error of the worker's API into the answer for the
+// merchant: not found stays 404, the worker being away is 503.
+func backendError(err error, notFound string) *apiError {
+	var ae *sink.APIError
+	if errors.As(err, &ae) {
+		switch ae.Code {
+		case sink.APICodeNotFound:
+			return errf(notFound, ae.Message)
+		case sink.APICodeBadRequest, "invalid_request":
+			return errf(CodeInvalidParameter, ae.Message)
+		}
+	}
+	return errf(CodeWorkerUnavailable, "the attribution worker did not answer; retry later")
+}
