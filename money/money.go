@@ -74,9 +74,9 @@ func AmountFromJSON(raw []byte, code string, allowNegative bool) (Amount, error)
 // quote renders untrusted input for an error message, cut short so that a
 // megabyte of digits does not end up in a log line.
 func quote[T ~string | ~[]byte](s T) string {
-	const max = 40
-	if len(s) > max {
-		return strconv.Quote(string(s[:max])) + "..."
+	const keep = 40
+	if len(s) > keep {
+		return strconv.Quote(string(s[:keep])) + "..."
 	}
 	return strconv.Quote(string(s))
 }
