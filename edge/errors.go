@@ -2,9 +2,12 @@ package edge
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/clickedge/clickedge/money"
 )
 
 // Error codes returned in {"error":{"code":…,"message":…}}. They are part of
@@ -25,25 +28,73 @@ const (
 	CodeUnavailable        = "unavailable"
 	CodeWorkerUnavailable  = "worker_unavailable"
 	CodeInternal           = "internal"
+
+	// Amounts and currencies (package money's errors), the same in every dialect.
+	CodeInvalidAmount    = "invalid_amount"    // not decimal text: NaN, exponent, empty, boolean…
+	CodeNegativeAmount   = "negative_amount"   // a negative amount where none is allowed
+	CodeTooManyDecimals  = "too_many_decimals" // more decimals than the currency has
+	CodeAmountTooLarge   = "amount_too_large"  // above money.MaxMinor minor units
+	CodeUnknownCurrency  = "unknown_currency"  // not an active ISO 4217 code
+	CodeCurrencyMismatch = "currency_mismatch" // another currency than the conversion's
+
+	// Conversions and customers.
+	CodeConversionNotFound  = "conversion_not_found"
+	CodeCustomerNotFound    = "customer_not_found"
+	CodeTransactionNotFound = "transaction_not_found"
+	CodeUnknownAffiliate    = "unknown_affiliate"
+	CodeRefundExceedsAmount = "refund_exceeds_amount"
+	CodeInvalidTransition   = "invalid_transition"
+	// CodeEventRejected: the worker rejected the event for a reason the edge
+	// has no code of its own for; the message names the worker's code.
+	CodeEventRejected = "event_rejected"
 )
 
 // codeStatus maps every error code to its HTTP status, in one place.
 var codeStatus = map[string]int{
-	CodeInvalidJSON:        http.StatusBadRequest,
-	CodeInvalidParameter:   http.StatusBadRequest,
-	CodeInvalidField:       http.StatusUnprocessableEntity,
-	CodeMissingField:       http.StatusUnprocessableEntity,
-	CodeUnknownPartnership: http.StatusUnprocessableEntity,
-	CodeUnauthorized:       http.StatusUnauthorized,
-	CodeNotFound:           http.StatusNotFound,
-	CodeUnknownCampaign:    http.StatusNotFound,
-	CodeUnknownPartner:     http.StatusNotFound,
-	CodeMethodNotAllowed:   http.StatusMethodNotAllowed,
-	CodePayloadTooLarge:    http.StatusRequestEntityTooLarge,
-	CodeUnsupportedMedia:   http.StatusUnsupportedMediaType,
-	CodeUnavailable:        http.StatusServiceUnavailable,
-	CodeWorkerUnavailable:  http.StatusServiceUnavailable,
-	CodeInternal:           http.StatusInternalServerError,
+	CodeInvalidJSON:         http.StatusBadRequest,
+	CodeInvalidParameter:    http.StatusBadRequest,
+	CodeInvalidField:        http.StatusUnprocessableEntity,
+	CodeMissingField:        http.StatusUnprocessableEntity,
+	CodeUnknownPartnership:  http.StatusUnprocessableEntity,
+	CodeUnauthorized:        http.StatusUnauthorized,
+	CodeNotFound:            http.StatusNotFound,
+	CodeUnknownCampaign:     http.StatusNotFound,
+	CodeUnknownPartner:      http.StatusNotFound,
+	CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
+	CodePayloadTooLarge:     http.StatusRequestEntityTooLarge,
+	CodeUnsupportedMedia:    http.StatusUnsupportedMediaType,
+	CodeUnavailable:         http.StatusServiceUnavailable,
+	CodeWorkerUnavailable:   http.StatusServiceUnavailable,
+	CodeInternal:            http.StatusInternalServerError,
+	CodeInvalidAmount:       http.StatusUnprocessableEntity,
+	CodeNegativeAmount:      http.StatusUnprocessableEntity,
+	CodeTooManyDecimals:     http.StatusUnprocessableEntity,
+	CodeAmountTooLarge:      http.StatusUnprocessableEntity,
+	CodeUnknownCurrency:     http.StatusUnprocessableEntity,
+	CodeCurrencyMismatch:    http.StatusUnprocessableEntity,
+	CodeConversionNotFound:  http.StatusNotFound,
+	CodeCustomerNotFound:    http.StatusNotFound,
+	CodeTransactionNotFound: http.StatusNotFound,
+	CodeUnknownAffiliate:    http.StatusNotFound,
+	CodeRefundExceedsAmount: http.StatusUnprocessableEntity,
+	CodeInvalidTransition:   http.StatusConflict,
+	CodeEventRejected:       http.StatusUnprocessableEntity,
+}
+
+// amountError maps an error of package money to its stable code.
+func amountError(field string, err error) *apiError {
+	code := CodeInvalidAmount
+	switch {
+	case errors.Is(err, money.ErrUnknownCurrency):
+		code = CodeUnknownCurrency
+	case errors.Is(err, money.ErrNegative):
+		code = CodeNegativeAmount
+	case errors.Is(err, money.ErrTooManyDecimals):
+		code = CodeTooManyDecimals
+	case errors.Is(err, money.ErrTooLarge):
+		code = CodeAmountTooLarge
+	}
+	return errf(code, field+": "+err.Error())
 }
 
 // apiError is an error answered to a client.

@@ -61,6 +61,9 @@ func (f *fakeBackend) ListConversions(_ context.Context, q sink.ConversionQuery)
 func (f *fakeBackend) Conversion(_ context.Context, merchantID, ref string) (sink.ConversionRecord, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.down {
+		return sink.ConversionRecord{}, &sink.APIError{Code: sink.APICodeWorkerUnavailable, Message: "down"}
+	}
 	for _, c := range f.conversions {
 		if c.MerchantID == merchantID && (c.ID == ref || c.UniqueID == ref) {
 			return c, nil
@@ -72,6 +75,9 @@ func (f *fakeBackend) Conversion(_ context.Context, merchantID, ref string) (sin
 func (f *fakeBackend) Customer(_ context.Context, merchantID, key string) (sink.CustomerRecord, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.down {
+		return sink.CustomerRecord{}, &sink.APIError{Code: sink.APICodeWorkerUnavailable, Message: "down"}
+	}
 	for _, c := range f.customers {
 		if c.MerchantID == merchantID && c.Key == key {
 			return c, nil
