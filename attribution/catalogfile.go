@@ -94,11 +94,14 @@ func DecodeCatalog(data []byte, format string) (*redirect.Catalog, error) {
 }
 
 // DemoCatalog returns the demo catalog: merchant "demo" (Demo Shop) whose API
-// key is apiKey (no key when apiKey is empty), a regular campaign "spring",
-// a Partnero-style pure S2S campaign "s2s" whose cookie holds the partner
-// key, partners "alice" (coupon ALICE10) and "bob", and links "alice", "bob",
-// "alice-s2s" and the deep link "bob-deep". Every destination is on
-// example.com. Each call returns a fresh value the caller may modify.
+// key is apiKey (no key when apiKey is empty); a regular campaign "spring" in
+// USD paying 10 % of sales and 5.00 per lead (pixel id "px_spring_demo"); a
+// Partnero-style pure S2S campaign "s2s" whose cookie holds the partner key;
+// an Affilync-style campaign "affilync" (cookie and click parameter afk_cid,
+// pixel id "px_demo", 10 % of sales); partners "alice" (coupon ALICE10),
+// "bob" and "carol" (key CAROL5, coupon SUMMER20); and links "alice", "bob",
+// "alice-s2s", the deep link "bob-deep" and "carol-afk". Every destination is
+// on example.com. Each call returns a fresh value the caller may modify.
 func DemoCatalog(apiKey string) *redirect.Catalog {
 	var hashes []string
 	if apiKey != "" {
@@ -121,6 +124,12 @@ func DemoCatalog(apiKey string) *redirect.Catalog {
 				Name:               "Spring sale",
 				DefaultDestination: "https://example.com/landing",
 				WindowSeconds:      30 * 24 * 3600,
+				Currency:           "USD",
+				Commissions: []redirect.CommissionRule{
+					{Type: "sale", PercentBPS: 1000},
+					{Type: "lead", FlatMinor: 500},
+				},
+				PixelID: "px_spring_demo",
 			},
 			{
 				ID:                 "s2s",
@@ -131,16 +140,29 @@ func DemoCatalog(apiKey string) *redirect.Catalog {
 				CookieHolds:        redirect.CookiePartnerKey,
 				PassPartnerKey:     true,
 			},
+			{
+				ID:                 "affilync",
+				MerchantID:         m,
+				Name:               "Affilync-style conversions",
+				DefaultDestination: "https://example.com/shop",
+				ClickParam:         "afk_cid",
+				CookieName:         "afk_cid",
+				Currency:           "USD",
+				Commissions:        []redirect.CommissionRule{{Type: "sale", PercentBPS: 1000}},
+				PixelID:            "px_demo",
+			},
 		},
 		Partners: []redirect.Partner{
 			{ID: "alice", MerchantID: m, Key: "ALICE10", Email: "alice@example.com", CouponCodes: []string{"ALICE10"}},
 			{ID: "bob", MerchantID: m, Key: "BOB20", Email: "bob@example.com"},
+			{ID: "carol", MerchantID: m, Key: "CAROL5", Email: "carol@example.com", CouponCodes: []string{"SUMMER20"}},
 		},
 		Links: []redirect.Link{
 			{Code: "alice", CampaignID: "spring", PartnerID: "alice"},
 			{Code: "bob", CampaignID: "spring", PartnerID: "bob"},
 			{Code: "alice-s2s", CampaignID: "s2s", PartnerID: "alice"},
 			{Code: "bob-deep", CampaignID: "spring", PartnerID: "bob", Destination: "https://example.com/p/{sub1}?ref={partner_key}"},
+			{Code: "carol-afk", CampaignID: "affilync", PartnerID: "carol"},
 		},
 	}
 }

@@ -147,6 +147,7 @@ func TestDemoCatalog(t *testing.T) {
 		{"bob", "spring", "bob", ""},
 		{"alice-s2s", "s2s", "alice", ""},
 		{"bob-deep", "spring", "bob", "https://example.com/p/{sub1}?ref={partner_key}"},
+		{"carol-afk", "affilync", "carol", ""},
 	}
 	for _, tt := range tests {
 		l, ok := links[tt.code]
@@ -161,6 +162,23 @@ func TestDemoCatalog(t *testing.T) {
 	}
 	if w := c.Campaigns[0].Window(); w != redirect.DefaultWindow {
 		t.Errorf("spring window = %v, want %v", w, redirect.DefaultWindow)
+	}
+	x := redirect.NewIndex(c)
+	spring, _ := x.CampaignByPixel("px_spring_demo")
+	afk, _ := x.CampaignByPixel("px_demo")
+	if spring == nil || spring.ID != "spring" || spring.Currency != "USD" || spring.Cookie() != "ce_spring" ||
+		!reflect.DeepEqual(spring.Commissions, []redirect.CommissionRule{{Type: "sale", PercentBPS: 1000}, {Type: "lead", FlatMinor: 500}}) {
+		t.Errorf("spring campaign = %+v, want USD, 10 %% of sales, 5.00 per lead, cookie unchanged", spring)
+	}
+	if afk == nil || afk.ID != "affilync" || afk.Cookie() != "afk_cid" || afk.Param() != "afk_cid" ||
+		!reflect.DeepEqual(afk.Commissions, []redirect.CommissionRule{{Type: "sale", PercentBPS: 1000}}) {
+		t.Errorf("affilync campaign = %+v, want Affilync style", afk)
+	}
+	if p, ok := x.PartnerByCoupon("demo", "summer20"); !ok || p.ID != "carol" || p.Key != "CAROL5" {
+		t.Errorf("coupon SUMMER20 belongs to %+v, want carol (CAROL5)", p)
+	}
+	if p, ok := x.PartnerByCoupon("demo", "ALICE10"); !ok || p.ID != "alice" {
+		t.Errorf("coupon ALICE10 belongs to %+v, want alice", p)
 	}
 	// Callers may edit the demo: each call must be independent.
 	c.Merchants[0].AllowedDomains[0] = "evil.example"

@@ -1,8 +1,3 @@
-// Package attribution is the worker: it consumes clicks from JetStream into
-// its own bbolt store, answers reads over NATS and publishes the catalog that
-// edges serve from. The store is a view of the stream: replaying the stream
-// into an empty store rebuilds it, and replaying it into a full one changes
-// nothing.
 package attribution
 
 import (
@@ -59,7 +54,8 @@ var (
 	bucketCounts     = []byte("counts")               // index bucket name 0 prefix → uint64; "clicks" 0 → all clicks
 	bucketMeta       = []byte("meta")                 // catalog
 	keyCatalog       = []byte("catalog")
-	allBuckets       = [][]byte{bucketClicks, bucketByMerchant, bucketByCampaign, bucketByPartner, bucketByBoth, bucketCounts, bucketMeta}
+	allBuckets       = [][]byte{bucketClicks, bucketByMerchant, bucketByCampaign, bucketByPartner, bucketByBoth, bucketCounts, bucketMeta,
+		bucketConversions, bucketConvIndex, bucketConvCounts, bucketEvents, bucketCustomers, bucketLedger, bucketHolds}
 )
 
 // Store is the worker's bbolt database: clicks by id, secondary indexes for
@@ -68,8 +64,8 @@ var (
 type Store struct {
 	// Path is the bbolt file; it is created if missing.
 	Path string
-	// NoSync skips fsync on commit. Only for tests and benchmarks: a crash
-	// can lose or corrupt committed data.
+	// NoSync skips fsync on commit and after growing the file. Only for
+	// tests and benchmarks: a crash can lose or corrupt committed data.
 	NoSync bool
 
 	db *bolt.DB
@@ -86,7 +82,7 @@ func (s *Store) Open() error {
 	if s.db != nil {
 		return fmt.Errorf("open attribution store %s: already open", s.Path)
 	}
-	db, err := bolt.Open(s.Path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: s.NoSync})
+	db, err := bolt.Open(s.Path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: s.NoSync, NoGrowSync: s.NoSync})
 	if err != nil {
 		return fmt.Errorf("open attribution store %s: %w", s.Path, err)
 	}

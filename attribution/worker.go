@@ -40,11 +40,14 @@ const (
 // JetStream for consumer info; scrapes in between see the cached value.
 const pendingCacheTTL = 5 * time.Second
 
-// Worker consumes clicks from JetStream into its Store, serves the read API
-// over NATS and publishes the catalog to the KV bucket the edges watch. Set
-// the exported fields, then Start (which fills in defaults) and leave them
-// alone afterwards; Stop ends it. The Store must be open before Start and is
-// not closed by Stop: its owner closes it.
+// Worker consumes clicks and merchant events from JetStream into its Store,
+// attributes conversions and books commissions, serves the read API and the
+// conversion API (sink.Backend) over NATS and publishes the catalog to the
+// KV bucket the edges watch. It is the single writer of its partition: the
+// events of a batch are applied in stream order in one transaction, then
+// acked. Set the exported fields, then Start (which fills in defaults) and
+// leave them alone afterwards; Stop ends it. The Store must be open before
+// Start and is not closed by Stop: its owner closes it.
 type Worker struct {
 	Store *Store
 	NC    *nats.Conn
@@ -56,9 +59,15 @@ type Worker struct {
 	// Registerer, when set, receives the worker's metrics at Start; Stop
 	// unregisters them so that a new worker can register on the same one.
 	Registerer prometheus.Registerer
-	// Durable names the JetStream consumer; empty means DefaultDurable. A
-	// new name replays the whole stream, which changes nothing in the store.
+	// Durable names the click consumer; empty means DefaultDurable. A new
+	// name replays the whole stream, which changes nothing in the store.
 	Durable string
+	// EventDurable names the consumer of the merchant event stream; empty
+	// means Durable + DefaultEventDurableSuffix ("clickedge-worker-events").
+	// A new name replays every event, which changes nothing in the store;
+	// into an empty store (with the same catalog) it rebuilds every
+	// conversion, customer and ledger entry exactly.
+	EventDurable string
 	// Now stamps ReceivedAt on clicks and UpdatedAt on catalogs; nil means
 	// time.Now.
 	Now func() time.Time
@@ -66,11 +75,22 @@ type Worker struct {
 	// FilterSubject restricts consumption to some merchants' subjects, for
 	// a worker that owns one partition; empty means ClickSubjectPrefix + ">".
 	FilterSubject string
+	// EventFilterSubject does the same for merchant events; empty means
+	// sink.EventSubjectPrefix + ">".
+	EventFilterSubject string
+	// ClickWait bounds how long a batch of events waits for the click
+	// consumer to catch up when a conversion names a verified click the
+	// store does not hold yet; 0 means DefaultClickWait, negative never
+	// waits. Keep it well below AckWait.
+	ClickWait time.Duration
+	// ApproveInterval is how often pending conversions whose campaign hold
+	// has passed are looked for; 0 means DefaultApproveInterval.
+	ApproveInterval time.Duration
 	// Streams sizes the click stream that Start ensures.
 	Streams sink.StreamConfig
 	// KVReplicas is the catalog bucket's replication factor; 0 means 1.
 	KVReplicas int
-	// Batch is the most clicks stored in one commit; 0 means
+	// Batch is the most clicks, or events, stored in one commit; 0 means
 	// sink.DefaultConsumerBatch.
 	Batch int
 	// AckWait is the consumer's redelivery timeout; 0 means
@@ -87,12 +107,22 @@ type Worker struct {
 
 	// metrics is set while running; SetCatalog reads it without mu.
 	metrics atomic.Pointer[workerMetrics]
+	// idx is the lookup view of the current catalog that events are
+	// attributed with; nil until a catalog is known.
+	idx atomic.Pointer[redirect.Index]
+	// waiters are the EventResult calls waiting for their event.
+	waiters waiterSet
+	// apiMu is held shared by every API read of the store and exclusively
+	// by Stop, so that no read is still running (or starts) when Stop
+	// returns and the owner closes the store.
+	apiMu      sync.RWMutex
+	apiStopped bool
 
 	mu      sync.Mutex // guards the fields below
 	running bool
 	cancel  context.CancelFunc
-	done    chan struct{}
-	sub     *nats.Subscription
+	wg      sync.WaitGroup
+	subs    []*nats.Subscription
 	log     *slog.Logger
 }
 
@@ -101,18 +131,35 @@ type workerMetrics struct {
 	commits        prometheus.Counter
 	catalogVersion prometheus.Gauge
 	pending        prometheus.GaugeFunc
+	events         *prometheus.CounterVec
+	conversions    *prometheus.CounterVec
+	ledger         *prometheus.CounterVec
+	eventCommits   prometheus.Counter
+	eventsPending  prometheus.GaugeFunc
+	autoApprovals  prometheus.Counter
 	registered     []prometheus.Collector
 	registerer     prometheus.Registerer
 
 	pendingMu   sync.Mutex
 	pendingAt   time.Time
 	pendingLast float64
+
+	evPending pendingCache
 }
 
-// Start ensures the click stream and the catalog bucket, publishes the
-// stored catalog (if any, and unless the bucket already holds it), serves the
-// read API and starts consuming in the background. It returns once all that
-// is set up; a failure undoes what was started.
+// pendingCache keeps the last backlog read of a consumer.
+type pendingCache struct {
+	mu   sync.Mutex
+	at   time.Time
+	last float64
+}
+
+// Start ensures the click and event streams and the catalog bucket,
+// publishes the stored catalog (if any, and unless the bucket already holds
+// it), serves the read API (sink.ServeAPI) and the conversion API
+// (sink.ServeBackend), and starts consuming clicks and events and approving
+// held conversions in the background. It returns once all that is set up; a
+// failure undoes what was started.
 func (w *Worker) Start(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -129,6 +176,12 @@ func (w *Worker) Start(ctx context.Context) error {
 	if w.FilterSubject == "" {
 		w.FilterSubject = sink.ClickSubjectPrefix + ">"
 	}
+	if w.EventDurable == "" {
+		w.EventDurable = w.Durable + DefaultEventDurableSuffix
+	}
+	if w.EventFilterSubject == "" {
+		w.EventFilterSubject = sink.EventSubjectPrefix + ">"
+	}
 	if w.Now == nil {
 		w.Now = time.Now
 	}
@@ -142,9 +195,27 @@ func (w *Worker) Start(ctx context.Context) error {
 		FetchWait:     w.FetchWait,
 		Logger:        w.Logger,
 	}
+	batch := w.Batch
+	if batch <= 0 {
+		batch = sink.DefaultConsumerBatch
+	}
+	events := &sink.Consumer{
+		JS:            w.JS,
+		Stream:        sink.EventStream,
+		Durable:       w.EventDurable,
+		FilterSubject: w.EventFilterSubject,
+		Batch:         batch,
+		AckWait:       w.AckWait,
+		// One batch in flight at a time: a batch that failed (nak'ed with a
+		// delay) or was left unacked by a crash keeps every later event
+		// back until it is redelivered, so events apply in stream order.
+		MaxAckPending: batch,
+		FetchWait:     w.FetchWait,
+		Logger:        w.Logger,
+	}
 	// Metrics first: a clash there is a wiring mistake, found before
 	// anything touches NATS.
-	m := newWorkerMetrics(consumer, w.log)
+	m := newWorkerMetrics(consumer, events, w.log)
 	if err := m.register(w.Registerer); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -169,32 +240,53 @@ func (w *Worker) Start(ctx context.Context) error {
 		}
 		m.catalogVersion.Set(float64(stored.Version))
 	}
+	w.setIndex(stored)
+	unsubscribe := func(subs []*nats.Subscription) {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}
 	sub, err := sink.ServeAPI(w.NC, w)
 	if err != nil {
 		return fail(err)
 	}
+	backend, err := sink.ServeBackend(w.NC, w)
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return fail(err)
+	}
+	subs := append([]*nats.Subscription{sub}, backend...)
 	// When Start returns, readers on any connection must find the API.
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err = w.NC.FlushWithContext(fctx)
 	cancel()
 	if err != nil {
-		_ = sub.Unsubscribe()
+		unsubscribe(subs)
 		return fail(fmt.Errorf("flush read api subscription: %w", err))
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	w.metrics.Store(m)
-	w.sub, w.cancel, w.done, w.running = sub, cancel, make(chan struct{}), true
-	go w.run(runCtx, consumer, m, w.done)
-	w.log.Info("worker started", "durable", w.Durable, "filter", w.FilterSubject)
+	w.apiMu.Lock()
+	w.apiStopped = false
+	w.apiMu.Unlock()
+	w.subs, w.cancel, w.running = subs, cancel, true
+	w.wg.Add(3)
+	go w.run(runCtx, consumer, func(_ context.Context, msgs []jetstream.Msg) error { return w.handle(m, msgs) })
+	go w.run(runCtx, events, func(ctx context.Context, msgs []jetstream.Msg) error { return w.handleEvents(ctx, m, msgs) })
+	go func() {
+		defer w.wg.Done()
+		w.approveLoop(runCtx, m, events)
+	}()
+	w.log.Info("worker started", "durable", w.Durable, "filter", w.FilterSubject,
+		"event_durable", w.EventDurable, "event_filter", w.EventFilterSubject)
 	return nil
 }
 
 // run consumes until ctx ends. Consumer.Run retries everything transient
 // itself and fails only when misconfigured, which Start rules out; the loop
 // guards against a future change of that promise spinning silently.
-func (w *Worker) run(ctx context.Context, c *sink.Consumer, m *workerMetrics, done chan struct{}) {
-	defer close(done)
-	handle := func(_ context.Context, msgs []jetstream.Msg) error { return w.handle(m, msgs) }
+func (w *Worker) run(ctx context.Context, c *sink.Consumer, handle func(context.Context, []jetstream.Msg) error) {
+	defer w.wg.Done()
 	for {
 		err := c.Run(ctx, handle)
 		if ctx.Err() != nil {
@@ -209,9 +301,12 @@ func (w *Worker) run(ctx context.Context, c *sink.Consumer, m *workerMetrics, do
 	}
 }
 
-// Stop stops consuming, stops serving the read API, unregisters the metrics
-// and waits for the batch in hand to be stored and acked. Stopping a worker
-// that is not running does nothing. A stopped worker may be started again.
+// Stop stops consuming, stops serving the read and conversion APIs,
+// unregisters the metrics and waits for the batches in hand to be stored and
+// acked. EventResult calls still waiting return at once, and API calls on
+// the stopped worker answer sink.APICodeWorkerUnavailable without touching
+// the store, which its owner may then close. Stopping a worker that is not
+// running does nothing. A stopped worker may be started again.
 func (w *Worker) Stop() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -220,16 +315,22 @@ func (w *Worker) Stop() {
 	}
 	// Unsubscribe first so that no new read starts against a store that the
 	// owner is about to close.
-	if err := w.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		w.log.Warn("unsubscribe read api", "err", err)
+	for _, sub := range w.subs {
+		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			w.log.Warn("unsubscribe api", "subject", sub.Subject, "err", err)
+		}
 	}
 	// Once the server has seen the UNSUB, readers get "no responders" at
 	// once instead of waiting out their timeout on a worker that is gone.
 	if err := w.NC.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		w.log.Debug("flush after unsubscribe", "err", err)
 	}
+	w.apiMu.Lock()
+	w.apiStopped = true
+	w.apiMu.Unlock()
+	w.waiters.wakeAll()
 	w.cancel()
-	<-w.done
+	w.wg.Wait()
 	w.metrics.Swap(nil).unregister()
 	w.running = false
 	w.log.Info("worker stopped")
@@ -299,12 +400,17 @@ func (w *Worker) terminate(m *workerMetrics, msg jetstream.Msg, cause error) {
 
 // ListClicks answers a read from the store; it is the worker's
 // sink.ClickLister. A query without a merchant or with a negative offset is
-// refused with *sink.APIError code CodeInvalidRequest.
+// refused with *sink.APIError code CodeInvalidRequest; a stopped worker
+// answers sink.APICodeWorkerUnavailable.
 func (w *Worker) ListClicks(_ context.Context, q sink.ClickQuery) (sink.ClickPage, error) {
 	if q.MerchantID == "" {
 		return sink.ClickPage{}, &sink.APIError{Code: CodeInvalidRequest, Message: "merchant_id is required"}
 	}
-	page, err := w.Store.ListClicks(q)
+	var page sink.ClickPage
+	err := w.read(func() (err error) {
+		page, err = w.Store.ListClicks(q)
+		return err
+	})
 	if errors.Is(err, ErrInvalidQuery) {
 		return sink.ClickPage{}, &sink.APIError{Code: CodeInvalidRequest, Message: err.Error()}
 	}
@@ -353,6 +459,12 @@ func (w *Worker) SetCatalog(ctx context.Context, c *redirect.Catalog) (*redirect
 	if err := w.Store.SaveCatalog(&next); err != nil {
 		return nil, fmt.Errorf("set catalog: %w", err)
 	}
+	// The index gets its own copy: the caller may modify what is returned.
+	var own redirect.Catalog
+	if err := json.Unmarshal(data, &own); err != nil {
+		return nil, fmt.Errorf("set catalog: decode version %d: %w", next.Version, err)
+	}
+	w.setIndex(&own)
 	if m := w.metrics.Load(); m != nil {
 		m.catalogVersion.Set(float64(next.Version))
 	}
@@ -423,28 +535,47 @@ func (w *Worker) republish(ctx context.Context, kv jetstream.KeyValue, c *redire
 	return nil
 }
 
-// readPending reports the consumer's backlog for the gauge, asking
-// JetStream at most once per pendingCacheTTL and keeping the last value when
-// it cannot.
+// setIndex makes c (nil for none) the catalog events are attributed with.
+// c must not be modified afterwards.
+func (w *Worker) setIndex(c *redirect.Catalog) {
+	w.idx.Store(redirect.NewIndex(c))
+}
+
+// index returns the current catalog's lookup view (an empty one before any).
+func (w *Worker) index() *redirect.Index {
+	if x := w.idx.Load(); x != nil {
+		return x
+	}
+	return redirect.NewIndex(nil)
+}
+
+// readPending reports the click consumer's backlog for the gauge.
 func (m *workerMetrics) readPending(c *sink.Consumer, log *slog.Logger) float64 {
 	m.pendingMu.Lock()
 	defer m.pendingMu.Unlock()
-	if !m.pendingAt.IsZero() && time.Since(m.pendingAt) < pendingCacheTTL {
-		return m.pendingLast
+	return readPending(c, log, &m.pendingAt, &m.pendingLast)
+}
+
+// readPending asks JetStream for a consumer's backlog at most once per
+// pendingCacheTTL, keeping the last value when it cannot. The caller holds
+// the lock guarding at and last.
+func readPending(c *sink.Consumer, log *slog.Logger, at *time.Time, last *float64) float64 {
+	if !at.IsZero() && time.Since(*at) < pendingCacheTTL {
+		return *last
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	n, err := c.Pending(ctx)
-	m.pendingAt = time.Now()
+	*at = time.Now()
 	if err != nil {
-		log.Debug("read consumer backlog", "err", err)
-		return m.pendingLast
+		log.Debug("read consumer backlog", "consumer", c.Durable, "err", err)
+		return *last
 	}
-	m.pendingLast = float64(n)
-	return m.pendingLast
+	*last = float64(n)
+	return *last
 }
 
-func newWorkerMetrics(c *sink.Consumer, log *slog.Logger) *workerMetrics {
+func newWorkerMetrics(c, events *sink.Consumer, log *slog.Logger) *workerMetrics {
 	m := &workerMetrics{
 		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clickedge_worker_clicks_consumed_total",
@@ -466,6 +597,42 @@ func newWorkerMetrics(c *sink.Consumer, log *slog.Logger) *workerMetrics {
 	for _, r := range []string{ResultStored, ResultDuplicate, ResultForged, ResultInvalid} {
 		m.consumed.WithLabelValues(r)
 	}
+	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clickedge_worker_events_total",
+		Help: "Merchant events the worker consumed, by kind and outcome: applied, duplicate (seen before; nothing changed), ignored (documented no-op), rejected (refused with a code), invalid (terminated undecoded).",
+	}, []string{"kind", "outcome"})
+	m.conversions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clickedge_worker_conversions_total",
+		Help: "Conversions the worker recorded, by dialect and by what attributed them (click_id, cookie, coupon, customer, partner_key, none).",
+	}, []string{"dialect", "attributed_by"})
+	m.ledger = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clickedge_worker_ledger_entries_total",
+		Help: "Ledger entries the worker booked, by kind: commission, reversal, adjustment, payout, clawback, credit.",
+	}, []string{"kind"})
+	m.eventCommits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "clickedge_worker_event_commits_total",
+		Help: "Store transactions committed for merchant events, one per consumed batch.",
+	})
+	m.eventsPending = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "clickedge_worker_events_pending",
+		Help: "Merchant events in the stream not yet applied by the worker's event consumer (refreshed at most every 5s).",
+	}, func() float64 {
+		m.evPending.mu.Lock()
+		defer m.evPending.mu.Unlock()
+		return readPending(events, log, &m.evPending.at, &m.evPending.last)
+	})
+	m.autoApprovals = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "clickedge_worker_auto_approvals_total",
+		Help: "Automatic approvals the worker published for conversions whose campaign hold had passed.",
+	})
+	for _, k := range eventKinds {
+		for _, o := range []string{sink.OutcomeApplied, sink.OutcomeDuplicate, sink.OutcomeIgnored, sink.OutcomeRejected, OutcomeInvalid} {
+			m.events.WithLabelValues(string(k), o)
+		}
+	}
+	for _, k := range []string{LedgerCommission, LedgerReversal, LedgerAdjustment, LedgerPayout, LedgerClawback, LedgerCredit} {
+		m.ledger.WithLabelValues(k)
+	}
 	return m
 }
 
@@ -474,7 +641,8 @@ func (m *workerMetrics) register(r prometheus.Registerer) error {
 		return nil
 	}
 	m.registerer = r
-	for _, c := range []prometheus.Collector{m.consumed, m.commits, m.catalogVersion, m.pending} {
+	for _, c := range []prometheus.Collector{m.consumed, m.commits, m.catalogVersion, m.pending,
+		m.events, m.conversions, m.ledger, m.eventCommits, m.eventsPending, m.autoApprovals} {
 		if err := r.Register(c); err != nil {
 			m.unregister()
 			return fmt.Errorf("register worker metrics: %w", err)

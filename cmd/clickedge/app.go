@@ -226,10 +226,9 @@ func startWorker(ctx context.Context, cfg *Config, log *slog.Logger, nc *nats.Co
 	onClose("worker store", func(context.Context) error { return store.Close() })
 	w := &attribution.Worker{Store: store, NC: nc, JS: js, Minter: minter, Logger: log, Registerer: reg,
 		Streams: sink.StreamConfig{Replicas: cfg.Replicas}, KVReplicas: cfg.Replicas}
-	if err := w.Start(ctx); err != nil {
-		return nil, fmt.Errorf("start worker: %w", err)
-	}
-	onClose("worker", func(context.Context) error { w.Stop(); return nil })
+	// The catalog is stored before the worker starts consuming, so that no
+	// event is attributed under an older catalog than the one given; Start
+	// then publishes it to the KV bucket.
 
 	switch {
 	case cfg.Catalog != "":
@@ -262,6 +261,10 @@ func startWorker(ctx context.Context, cfg *Config, log *slog.Logger, nc *nats.Co
 		}
 		fmt.Fprintf(stdout, "demo catalog loaded. Merchant API key (shown once, only its hash is stored):\n\n    %s\n\n", key)
 	}
+	if err := w.Start(ctx); err != nil {
+		return nil, fmt.Errorf("start worker: %w", err)
+	}
+	onClose("worker", func(context.Context) error { w.Stop(); return nil })
 	return w, nil
 }
 
@@ -317,9 +320,10 @@ func startEdge(ctx context.Context, cfg *Config, log *slog.Logger, nc *nats.Conn
 		FallbackURL: cfg.FallbackURL, SecureCookies: cfg.SecureCookies, Logger: log, Registerer: reg,
 	}
 	if w != nil {
-		srv.Lister = w
+		srv.Lister, srv.Backend = w, w
 	} else {
-		srv.Lister = &sink.APIClient{NC: nc}
+		c := &sink.APIClient{NC: nc}
+		srv.Lister, srv.Backend = c, c
 	}
 	if err := srv.Open(); err != nil {
 		return nil, nil, err
