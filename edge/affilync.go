@@ -717,15 +717,9 @@ func (s *Server) affilyncPatch(ctx *fasthttp.RequestCtx, p Params) {
 		writeError(ctx, errf(CodeConversionNotFound, "no conversion with that id"))
 		return
 	}
-	if s.Backend == nil {
-		writeError(ctx, errf(CodeWorkerUnavailable, "this edge has no read API configured"))
-		return
-	}
-	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	rec, err := s.Backend.Conversion(rctx, m.ID, ref)
-	cancel()
-	if err != nil {
-		writeError(ctx, backendError(err, CodeConversionNotFound))
+	rec, aerr := s.lookupConversion(m.ID, ref, CodeConversionNotFound)
+	if aerr != nil {
+		writeError(ctx, aerr)
 		return
 	}
 	if rec.Status == status && (note == "" || note == rec.Note) {

@@ -71,3 +71,30 @@ func backendError(err error, notFound string) *apiError {
 	}
 	return errf(CodeWorkerUnavailable, "the attribution worker did not answer; retry later")
 }
+
+// backendReadTimeout bounds one read of the worker's API.
+const backendReadTimeout = 5 * time.Second
+
+// lookupConversion reads a conversion of the merchant from the worker (by
+// conv_ id or the merchant's unique id); notFound is the code answered when
+// the merchant has none.
+func (s *Server) lookupConversion(merchantID, ref, notFound string) (sink.ConversionRecord, *apiError) {
+	if s.Backend == nil {
+		return sink.ConversionRecord{}, errf(CodeWorkerUnavailable, "this edge has no attribution worker configured")
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), backendReadTimeout)
+	defer cancel()
+	rec, err := s.Backend.Conversion(rctx, merchantID, ref)
+	if err != nil {
+		aerr := backendError(err, notFound)
+		if aerr.Code == CodeWorkerUnavailable {
+			s.Logger.Error("read conversion", "merchant", merchantID, "err", err)
+		}
+		return sink.ConversionRecord{}, aerr
+	}
+	if rec.MerchantID != merchantID {
+		// Defense in depth: never show another tenant's conversion.
+		return sink.ConversionRecord{}, errf(notFound, "no conversion with that id")
+	}
+	return rec, nil
+}

@@ -263,36 +263,12 @@ func (s *Server) partnacListClicks(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, aerr)
 		return
 	}
-	args := ctx.QueryArgs()
-	q := sink.ClickQuery{MerchantID: m.ID, Limit: 20}
-	var err *apiError
-	if q.Limit, err = intArg(args, "limit", 20); err != nil {
-		writeError(ctx, err)
+	pg, aerr := partnacPagingArgs(ctx.QueryArgs(), x, m)
+	if aerr != nil {
+		writeError(ctx, aerr)
 		return
 	}
-	if q.Limit == 0 {
-		writeError(ctx, errf(CodeInvalidParameter, "limit must be at least 1"))
-		return
-	}
-	q.Limit = min(q.Limit, 100)
-	if q.Offset, err = intArg(args, "offset", 0); err != nil {
-		writeError(ctx, err)
-		return
-	}
-	if v := string(args.Peek("campaign_id")); v != "" {
-		if c, ok := x.Campaign(v); !ok || c.MerchantID != m.ID {
-			writeError(ctx, errf(CodeUnknownCampaign, "no campaign with that id"))
-			return
-		}
-		q.CampaignID = v
-	}
-	if v := string(args.Peek("partnership_id")); v != "" {
-		if p, ok := x.Partner(v); !ok || p.MerchantID != m.ID {
-			writeError(ctx, errf(CodeUnknownPartner, "no partnership with that id"))
-			return
-		}
-		q.PartnerID = v
-	}
+	q := sink.ClickQuery{MerchantID: m.ID, Limit: pg.limit, Offset: pg.offset, CampaignID: pg.campaignID, PartnerID: pg.partnerID}
 	if s.Lister == nil {
 		writeError(ctx, errf(CodeWorkerUnavailable, "this edge has no read API configured"))
 		return
@@ -318,6 +294,42 @@ func (s *Server) partnacListClicks(ctx *fasthttp.RequestCtx) {
 		"data":       out,
 		"pagination": map[string]int{"limit": q.Limit, "offset": q.Offset, "total": page.Total},
 	})
+}
+
+// partnacPaging holds the query parameters both Partnac listings share.
+type partnacPaging struct {
+	limit, offset         int
+	campaignID, partnerID string
+}
+
+// partnacPagingArgs reads limit (default 20, clamped to 100), offset,
+// campaign_id and partnership_id; the ids must be the merchant's (404).
+func partnacPagingArgs(args *fasthttp.Args, x *redirect.Index, m *redirect.Merchant) (partnacPaging, *apiError) {
+	var pg partnacPaging
+	var aerr *apiError
+	if pg.limit, aerr = intArg(args, "limit", 20); aerr != nil {
+		return pg, aerr
+	}
+	if pg.limit == 0 {
+		return pg, errf(CodeInvalidParameter, "limit must be at least 1")
+	}
+	pg.limit = min(pg.limit, 100)
+	if pg.offset, aerr = intArg(args, "offset", 0); aerr != nil {
+		return pg, aerr
+	}
+	if v := string(args.Peek("campaign_id")); v != "" {
+		if c, ok := x.Campaign(v); !ok || c.MerchantID != m.ID {
+			return pg, errf(CodeUnknownCampaign, "no campaign with that id")
+		}
+		pg.campaignID = v
+	}
+	if v := string(args.Peek("partnership_id")); v != "" {
+		if p, ok := x.Partner(v); !ok || p.MerchantID != m.ID {
+			return pg, errf(CodeUnknownPartner, "no partnership with that id")
+		}
+		pg.partnerID = v
+	}
+	return pg, nil
 }
 
 func intArg(args *fasthttp.Args, name string, def int) (int, *apiError) {

@@ -647,28 +647,6 @@ func partnacPathID(p Params) (string, *apiError) {
 	return id, nil
 }
 
-// partnacLookupConversion reads a conversion of the merchant from the worker.
-func (s *Server) partnacLookupConversion(merchantID, ref string) (sink.ConversionRecord, *apiError) {
-	if s.Backend == nil {
-		return sink.ConversionRecord{}, errf(CodeWorkerUnavailable, "this edge has no conversion API configured")
-	}
-	rctx, cancel := context.WithTimeout(context.Background(), partnacReadTimeout)
-	defer cancel()
-	rec, err := s.Backend.Conversion(rctx, merchantID, ref)
-	if err != nil {
-		aerr := backendError(err, CodeConversionNotFound)
-		if aerr.Code == CodeWorkerUnavailable {
-			s.Logger.Error("read conversion", "merchant", merchantID, "err", err)
-		}
-		return rec, aerr
-	}
-	if rec.MerchantID != merchantID {
-		// Defense in depth: never show another tenant's conversion.
-		return sink.ConversionRecord{}, errf(CodeConversionNotFound, "no conversion with that id")
-	}
-	return rec, nil
-}
-
 // partnacGetConversion is GET /v1/tracking/conversions/:id.
 func partnacGetConversion(s *Server, ctx *fasthttp.RequestCtx, p Params) {
 	_, m, aerr := s.authMerchant(ctx)
@@ -681,7 +659,7 @@ func partnacGetConversion(s *Server, ctx *fasthttp.RequestCtx, p Params) {
 		writeError(ctx, aerr)
 		return
 	}
-	rec, aerr := s.partnacLookupConversion(m.ID, id)
+	rec, aerr := s.lookupConversion(m.ID, id, CodeConversionNotFound)
 	if aerr != nil {
 		writeError(ctx, aerr)
 		return
@@ -750,7 +728,7 @@ func (s *Server) partnacParseRefund(ctx *fasthttp.RequestCtx, p Params) (*sink.E
 		}
 		r.ExternalRefundID = ext
 	}
-	rec, aerr := s.partnacLookupConversion(m.ID, id)
+	rec, aerr := s.lookupConversion(m.ID, id, CodeConversionNotFound)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -840,7 +818,7 @@ func (s *Server) partnacParseUpdate(ctx *fasthttp.RequestCtx, p Params) (*sink.E
 			return nil, aerr
 		}
 	}
-	rec, aerr := s.partnacLookupConversion(m.ID, id)
+	rec, aerr := s.lookupConversion(m.ID, id, CodeConversionNotFound)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -909,34 +887,12 @@ func partnacListConversions(s *Server, ctx *fasthttp.RequestCtx, _ Params) {
 		return
 	}
 	args := ctx.QueryArgs()
-	q := sink.ConversionQuery{MerchantID: m.ID}
-	if q.Limit, aerr = intArg(args, "limit", 20); aerr != nil {
+	pg, aerr := partnacPagingArgs(args, x, m)
+	if aerr != nil {
 		writeError(ctx, aerr)
 		return
 	}
-	if q.Limit == 0 {
-		writeError(ctx, errf(CodeInvalidParameter, "limit must be at least 1"))
-		return
-	}
-	q.Limit = min(q.Limit, 100)
-	if q.Offset, aerr = intArg(args, "offset", 0); aerr != nil {
-		writeError(ctx, aerr)
-		return
-	}
-	if v := string(args.Peek("campaign_id")); v != "" {
-		if c, ok := x.Campaign(v); !ok || c.MerchantID != m.ID {
-			writeError(ctx, errf(CodeUnknownCampaign, "no campaign with that id"))
-			return
-		}
-		q.CampaignID = v
-	}
-	if v := string(args.Peek("partnership_id")); v != "" {
-		if p, ok := x.Partner(v); !ok || p.MerchantID != m.ID {
-			writeError(ctx, errf(CodeUnknownPartner, "no partnership with that id"))
-			return
-		}
-		q.PartnerID = v
-	}
+	q := sink.ConversionQuery{MerchantID: m.ID, Limit: pg.limit, Offset: pg.offset, CampaignID: pg.campaignID, PartnerID: pg.partnerID}
 	if v := string(args.Peek("status")); v != "" {
 		if !partnacStatuses[v] {
 			writeError(ctx, errf(CodeInvalidParameter, "status must be one of pending, approved, rejected, paid"))

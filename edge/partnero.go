@@ -884,18 +884,12 @@ func (s *Server) partneroDeleteTransaction(ctx *fasthttp.RequestCtx, p Params) {
 		writeError(ctx, errf(CodeTransactionNotFound, "no transaction with that key"))
 		return
 	}
-	if s.Backend == nil {
-		writeError(ctx, errf(CodeWorkerUnavailable, "this edge has no attribution worker configured"))
+	rec, aerr := s.lookupConversion(m.ID, key, CodeTransactionNotFound)
+	if aerr != nil {
+		writeError(ctx, aerr)
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	rec, err := s.Backend.Conversion(rctx, m.ID, key)
-	cancel()
-	if err != nil {
-		writeError(ctx, backendError(err, CodeTransactionNotFound))
-		return
-	}
-	if rec.MerchantID != m.ID || rec.UniqueID == "" {
+	if rec.UniqueID == "" {
 		writeError(ctx, errf(CodeTransactionNotFound, "no transaction with that key"))
 		return
 	}
