@@ -198,6 +198,9 @@ var (
 	bucketEvents = []byte("events")
 	// customers: merchant 0 key → customer (JSON).
 	bucketCustomers = []byte("customers")
+	// referrals: merchant 0 referral code → customer key, so that a
+	// referring customer can be named by the code of its refer-a-friend link.
+	bucketReferrals = []byte("referrals")
 	// ledger: merchant 0 account 0 seq (8 bytes) → LedgerEntry (JSON).
 	bucketLedger = []byte("ledger")
 	// holds: due (8 bytes, Unix ms) | conversion id → merchant, pending
@@ -364,6 +367,20 @@ func getCustomer(tx *bolt.Tx, merchantID, key string) (*customer, error) {
 }
 
 // customerRecord returns c's record with its balance summed from the ledger.
+// getCustomerByRef returns the merchant's customer whose key, or else whose
+// refer-a-friend code, is ref; nil when none.
+func getCustomerByRef(tx *bolt.Tx, merchantID, ref string) (*customer, error) {
+	c, err := getCustomer(tx, merchantID, ref)
+	if c != nil || err != nil {
+		return c, err
+	}
+	key := tx.Bucket(bucketReferrals).Get(customerKeyOf(merchantID, ref))
+	if key == nil {
+		return nil, nil
+	}
+	return getCustomer(tx, merchantID, string(key))
+}
+
 func customerRecord(tx *bolt.Tx, c *customer) (sink.CustomerRecord, error) {
 	r := c.Rec
 	r.Tags = append([]string(nil), r.Tags...)

@@ -917,7 +917,7 @@ func (a *applier) customerEvent(cu *sink.CustomerEvent) (sink.EventResult, *reje
 	p := a.resolvePartner(cu.PartnerKey, cu.PartnerEmail, cu.PartnerID)
 	var referrer *customer
 	if cu.ReferringCustomerKey != "" && cu.ReferringCustomerKey != cu.Key {
-		if referrer, err = getCustomer(a.tx, m, cu.ReferringCustomerKey); err != nil {
+		if referrer, err = getCustomerByRef(a.tx, m, cu.ReferringCustomerKey); err != nil {
 			return sink.EventResult{}, nil, err
 		}
 	}
@@ -931,7 +931,7 @@ func (a *applier) customerEvent(cu *sink.CustomerEvent) (sink.EventResult, *reje
 	}
 	if p != nil && c.Rec.PartnerID == "" && c.Rec.ReferredByKey == "" {
 		a.attachPartner(c, p, "")
-	} else if referrer != nil && c.Rec.PartnerID == "" && c.Rec.ReferredByKey == "" {
+	} else if referrer != nil && referrer.Rec.Key != c.Rec.Key && c.Rec.PartnerID == "" && c.Rec.ReferredByKey == "" {
 		c.Rec.ReferredByKey = referrer.Rec.Key
 	}
 	if cu.Email != "" {
@@ -1058,6 +1058,11 @@ func (a *applier) putCustomer(c *customer) error {
 	}
 	if err := a.tx.Bucket(bucketCustomers).Put(customerKeyOf(c.Rec.MerchantID, c.Rec.Key), data); err != nil {
 		return fmt.Errorf("store customer %s: %w", c.Rec.Key, err)
+	}
+	if c.Rec.ReferralCode != "" {
+		if err := a.tx.Bucket(bucketReferrals).Put(customerKeyOf(c.Rec.MerchantID, c.Rec.ReferralCode), []byte(c.Rec.Key)); err != nil {
+			return fmt.Errorf("index referral code of customer %s: %w", c.Rec.Key, err)
+		}
 	}
 	return nil
 }

@@ -784,6 +784,15 @@ func TestPartneroCustomers(t *testing.T) {
 		{"no partner at all: not recorded", cust(sink.CustomerEvent{Key: "customer_y"}), sink.OutcomeIgnored, "", nil},
 		{"partner by email", cust(sink.CustomerEvent{Key: "customer_e", PartnerEmail: "ALICE@example.com"}), sink.OutcomeApplied, "", nil},
 		{"partner by id", cust(sink.CustomerEvent{Key: "customer_i", PartnerID: "bob"}), sink.OutcomeApplied, "", nil},
+		{"refer-a-friend by the referrer's link code", cust(sink.CustomerEvent{Key: "customer_code", ReferringCustomerKey: ReferralCode("m1", "customer_123")}),
+			sink.OutcomeApplied, "", func(r sink.EventResult) string {
+				if r.Customer.ReferredByKey != "customer_123" {
+					return "referral code not resolved to its customer: " + mustJSON(r.Customer)
+				}
+				return ""
+			}},
+		{"another merchant's referral code is unknown", f.event("m2", time.Minute, sink.KindCustomer, &sink.CustomerEvent{Key: "c2", ReferringCustomerKey: ReferralCode("m1", "customer_123")}),
+			sink.OutcomeIgnored, "", nil},
 		{"refer-a-friend from a known customer", cust(sink.CustomerEvent{Key: "customer_456", ReferringCustomerKey: "customer_123", Name: "Alex"}),
 			sink.OutcomeApplied, "", func(r sink.EventResult) string {
 				if r.Customer.ReferredByKey != "customer_123" || r.Customer.PartnerID != "" {

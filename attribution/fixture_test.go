@@ -374,7 +374,7 @@ func snapshot(t testing.TB, s *Store) map[string]map[string]string {
 // dumpTx copies every bucket the events write, ledger sequence included.
 func dumpTx(tx *bolt.Tx) map[string]map[string]string {
 	out := map[string]map[string]string{}
-	for _, name := range [][]byte{bucketConversions, bucketConvIndex, bucketConvCounts, bucketEvents, bucketCustomers, bucketLedger, bucketHolds} {
+	for _, name := range [][]byte{bucketConversions, bucketConvIndex, bucketConvCounts, bucketEvents, bucketCustomers, bucketReferrals, bucketLedger, bucketHolds} {
 		m := map[string]string{}
 		b := tx.Bucket(name)
 		_ = b.ForEach(func(k, v []byte) error { m[string(k)] = string(v); return nil })

@@ -55,7 +55,7 @@ var (
 	bucketMeta       = []byte("meta")                 // catalog
 	keyCatalog       = []byte("catalog")
 	allBuckets       = [][]byte{bucketClicks, bucketByMerchant, bucketByCampaign, bucketByPartner, bucketByBoth, bucketCounts, bucketMeta,
-		bucketConversions, bucketConvIndex, bucketConvCounts, bucketEvents, bucketCustomers, bucketLedger, bucketHolds}
+		bucketConversions, bucketConvIndex, bucketConvCounts, bucketEvents, bucketCustomers, bucketReferrals, bucketLedger, bucketHolds}
 )
 
 // Store is the worker's bbolt database: clicks by id, secondary indexes for

@@ -67,7 +67,8 @@ package edge
 //     referring_customer, referral_link, created_at); absent values are null.
 //     Times are RFC 3339 UTC with microseconds, as Partnero renders them.
 //   - referral_link is the customer's refer-a-friend link on this edge:
-//     <scheme>://<Host the merchant called>/r/<CustomerRecord.ReferralCode>,
+//     <scheme>://<Host the merchant called>/f/<merchant id>/<ReferralCode>
+//     (see referral.go for what that link does),
 //     https when the request came over TLS or the edge sets Secure cookies,
 //     else http. It is null until the worker has answered with a code.
 //   - Transactions: key is optional in seed 003 ("not required but
@@ -634,7 +635,7 @@ func partneroClip(s string, n int) string {
 
 // partneroReferralLink builds the customer's refer-a-friend link on the host
 // the merchant called; nil without a code or a usable host.
-func (s *Server) partneroReferralLink(ctx *fasthttp.RequestCtx, code string) *string {
+func (s *Server) partneroReferralLink(ctx *fasthttp.RequestCtx, merchantID, code string) *string {
 	host := ctx.Host()
 	if code == "" || len(host) == 0 || len(host) > 255 {
 		return nil
@@ -650,7 +651,7 @@ func (s *Server) partneroReferralLink(ctx *fasthttp.RequestCtx, code string) *st
 	if ctx.IsTLS() || s.SecureCookies {
 		scheme = "https"
 	}
-	link := scheme + "://" + string(host) + "/r/" + url.PathEscape(code)
+	link := scheme + "://" + string(host) + ReferralPath(merchantID, code)
 	return &link
 }
 
@@ -686,7 +687,7 @@ func (s *Server) partneroCustomerFromRecord(ctx *fasthttp.RequestCtx, x *redirec
 		Key: r.Key, Email: partneroStr(r.Email), Name: partneroStr(r.Name), Surname: partneroStr(r.Surname),
 		Tags:         r.Tags,
 		Partner:      partneroPartnerOf(x, r.MerchantID, r.PartnerID, ""),
-		ReferralLink: s.partneroReferralLink(ctx, r.ReferralCode),
+		ReferralLink: s.partneroReferralLink(ctx, r.MerchantID, r.ReferralCode),
 	}
 	if out.Tags == nil {
 		out.Tags = []string{}

@@ -775,10 +775,10 @@ func TestPartneroReferralLink(t *testing.T) {
 		code      string
 		want      string // "" for null
 	}{
-		{"secure edge", "http://edge.example/v1/customers", true, "rf1", "https://edge.example/r/rf1"},
-		{"plain http dev edge", "http://127.0.0.1:8080/v1/customers", false, "rf1", "http://127.0.0.1:8080/r/rf1"},
-		{"IPv6 host", "http://[::1]:8080/v1/customers", false, "rf1", "http://[::1]:8080/r/rf1"},
-		{"code escaped", "http://edge.example/v1/customers", true, "a b/c", "https://edge.example/r/a%20b%2Fc"},
+		{"secure edge", "http://edge.example/v1/customers", true, "rf1", "https://edge.example/f/ma/rf1"},
+		{"plain http dev edge", "http://127.0.0.1:8080/v1/customers", false, "rf1", "http://127.0.0.1:8080/f/ma/rf1"},
+		{"IPv6 host", "http://[::1]:8080/v1/customers", false, "rf1", "http://[::1]:8080/f/ma/rf1"},
+		{"code escaped", "http://edge.example/v1/customers", true, "a b/c", "https://edge.example/f/ma/a%20b%2Fc"},
 		{"no code yet", "http://edge.example/v1/customers", true, "", ""},
 		{"no host", "/v1/customers", true, "rf1", ""},
 	}

@@ -101,6 +101,30 @@ func TestConversionsEndToEnd(t *testing.T) {
 	if code, resp = call(t, "POST", base+"/v1/customers", `{"partner":{"key":"ALICE10"},"key":"cust_9","email":"c9@example.com"}`); code != 201 {
 		t.Fatalf("Partnero customer: %d %v", code, resp)
 	}
+	// The customer's refer-a-friend link sets the code cookie; a friend who
+	// signs up with that code as referring_customer.key is recorded as referred.
+	link, _ := data(resp)["referral_link"].(string)
+	lu, err := url.Parse(link)
+	if err != nil || !strings.HasPrefix(lu.Path, "/f/demo/") {
+		t.Fatalf("referral_link = %q", link)
+	}
+	ref, err := noRedirect.Get(base + lu.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref.Body.Close()
+	refCode := strings.TrimPrefix(lu.Path, "/f/demo/")
+	if ref.StatusCode != http.StatusFound || len(ref.Cookies()) != 1 || ref.Cookies()[0].Value != refCode ||
+		!strings.Contains(ref.Header.Get("Location"), "ref="+refCode) {
+		t.Fatalf("referral link: %d %q %v", ref.StatusCode, ref.Header.Get("Location"), ref.Header["Set-Cookie"])
+	}
+	code, resp = call(t, "POST", base+"/v1/customers", `{"referring_customer":{"key":"`+refCode+`"},"key":"friend_1"}`)
+	if d := data(resp); code != 201 {
+		t.Fatalf("referred friend: %d %v", code, resp)
+	} else if rc, _ := d["referring_customer"].(map[string]any); rc == nil || rc["key"] != "cust_9" {
+		t.Errorf("referred friend: referring_customer = %v, want cust_9", d["referring_customer"])
+	}
+
 	code, resp = call(t, "POST", base+"/v1/transactions", `{"customer":{"key":"cust_9"},"key":"tx_1","amount":100,"action":"sale"}`)
 	if d := data(resp); code != 201 || d["commission"] != 10.0 {
 		t.Fatalf("Partnero transaction: %d %v; want 201 with commission 10.00", code, resp)
