@@ -10,6 +10,12 @@ import (
 	"github.com/clickedge/clickedge/sink"
 )
 
+// commitCtx is the context of outbox appends. It is never the request's:
+// fasthttp cancels every request context when Shutdown begins, and a click
+// or event already accepted must still be committed while the server drains
+// (the outbox closes only after the listener has finished).
+var commitCtx = context.Background()
+
 // DefaultResultWait is how long a merchant write waits for the worker's
 // result before it is answered 202 "queued".
 const DefaultResultWait = 2 * time.Second
@@ -24,7 +30,7 @@ func (s *Server) commitEvent(ctx *fasthttp.RequestCtx, ev *sink.Event) *apiError
 	ev.Edge = s.EdgeID
 	data, err := sink.AppendEvent(nil, ev)
 	if err == nil {
-		err = s.Outbox.Append(ctx, sink.Record{Subject: sink.EventSubjectPrefix + ev.MerchantID, MsgID: ev.ID, Data: data})
+		err = s.Outbox.Append(commitCtx, sink.Record{Subject: sink.EventSubjectPrefix + ev.MerchantID, MsgID: ev.ID, Data: data})
 	}
 	if err != nil {
 		s.Logger.Error("merchant event not stored", "merchant", ev.MerchantID, "kind", ev.Kind, "err", err)

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +35,11 @@ func (f *fakeBackend) EventResult(_ context.Context, merchantID, eventID string,
 		return sink.EventResult{}, &sink.APIError{Code: sink.APICodeWorkerUnavailable, Message: "down"}
 	}
 	r, ok := f.results[eventID]
+	if i := strings.LastIndexByte(eventID, ':'); !ok && strings.Contains(eventID, ":customer:") && i > 0 {
+		// Tests script customer results by merchant:customer:key; the
+		// event id adds a digest of the request's content.
+		r, ok = f.results[eventID[:i]]
+	}
 	if !ok {
 		return sink.EventResult{}, &sink.APIError{Code: sink.APICodePending, Message: "not yet"}
 	}

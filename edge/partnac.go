@@ -237,7 +237,7 @@ func (s *Server) partnacCreateClick(ctx *fasthttp.RequestCtx) {
 	}
 	data, err := sink.AppendClick(nil, &c)
 	if err == nil {
-		err = s.Outbox.Append(ctx, sink.Record{Subject: sink.ClickSubjectPrefix + c.MerchantID, MsgID: c.ID, Data: data})
+		err = s.Outbox.Append(commitCtx, sink.Record{Subject: sink.ClickSubjectPrefix + c.MerchantID, MsgID: c.ID, Data: data})
 	}
 	if err != nil {
 		s.m.dropped.WithLabelValues(dropReason(err)).Inc()

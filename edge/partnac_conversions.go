@@ -82,10 +82,12 @@ package edge
 //     not below what was already refunded. metadata is merged by the worker
 //     and checked like on track (its ip_address reduced the same way; the
 //     conversion's geo is not recomputed); a metadata.currency other than
-//     the conversion's is 422 currency_mismatch. The event key is unique_id + ":update:" + the hex
-//     SHA-256 of the canonical update (amount in minor units, metadata with
-//     sorted keys, the recalculate flag), so repeating a PATCH, or sending
-//     99 instead of "99.00", is idempotent. Answer: 200 with the conversion,
+//     the conversion's is 422 currency_mismatch. The event key is unique_id + ":update:" + the
+//     conversion's updated_at (Unix ms) + ":" + the hex SHA-256 of the
+//     canonical update (amount in minor units, metadata with sorted keys, the
+//     recalculate flag), so repeating a PATCH, or sending 99 instead of
+//     "99.00", is idempotent while the conversion is unchanged, and a change
+//     back to an earlier value (A→B→A) is a new event. Answer: 200 with the conversion,
 //     or 202 queued.
 //   - GET /v1/tracking/conversions: like GET /v1/tracking/clicks (limit
 //     default 20, clamped to 100, 0 or non-integers 400, campaign_id and
@@ -849,7 +851,9 @@ func (s *Server) partnacParseUpdate(ctx *fasthttp.RequestCtx, p Params) (*sink.E
 		return nil, errf(CodeInvalidField, "metadata: "+err.Error())
 	}
 	return &sink.Event{
-		ID: sink.EventID(m.ID, sink.KindUpdate, rec.UniqueID+":update:"+sum), Kind: sink.KindUpdate,
+		// The conversion's version is part of the id: the same PATCH retried
+		// is one event, but A→B→A is three.
+		ID: sink.EventID(m.ID, sink.KindUpdate, rec.UniqueID+":update:"+strconv.FormatInt(rec.UpdatedAt, 10)+":"+sum), Kind: sink.KindUpdate,
 		Dialect: sink.DialectPartnac, MerchantID: m.ID, Update: u,
 	}, nil
 }

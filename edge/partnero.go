@@ -48,6 +48,10 @@ package edge
 //     is answered 200 with "status":"ignored" and its reason, never an error
 //     (a transaction the worker rejects as customer_not_found is answered
 //     as ignored too).
+//     The event id of a customer is its key plus a digest of the request's
+//     content: a retry is one event, while a corrected request (a fixed
+//     partner key) or an update (new email, tags) is a new event and is
+//     applied, not answered as a duplicate of an earlier ignored one.
 //     A customer without any partner or referrer is accepted the same way
 //     (seed 001: "call the API for every sign-up without first checking";
 //     the PHP snippet sends "partner":{"key":null}); it is the worker's call
@@ -633,6 +637,14 @@ func partneroClip(s string, n int) string {
 	return s
 }
 
+// partneroDigest is a short hex SHA-256 of a customer event's wire form
+// (a struct, so its JSON is canonical).
+func partneroDigest(ce *sink.CustomerEvent) string {
+	b, _ := json.Marshal(ce)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12])
+}
+
 // partneroReferralLink builds the customer's refer-a-friend link on the host
 // the merchant called; nil without a code or a usable host.
 func (s *Server) partneroReferralLink(ctx *fasthttp.RequestCtx, merchantID, code string) *string {
@@ -778,7 +790,10 @@ func (s *Server) partneroCreateCustomer(ctx *fasthttp.RequestCtx, _ Params) {
 		return
 	}
 	ev := &sink.Event{
-		ID: sink.EventID(m.ID, sink.KindCustomer, ce.Key), Kind: sink.KindCustomer,
+		// The content is part of the id: a retry is one event, while a
+		// corrected or updated customer (a fixed partner key, new tags) is a
+		// new one, not a duplicate of an earlier ignored request.
+		ID: sink.EventID(m.ID, sink.KindCustomer, ce.Key+":"+partneroDigest(ce)), Kind: sink.KindCustomer,
 		Dialect: sink.DialectPartnero, MerchantID: m.ID, Customer: ce,
 	}
 	if aerr := s.commitEvent(ctx, ev); aerr != nil {

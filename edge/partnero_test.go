@@ -516,6 +516,10 @@ func TestPartneroEvents(t *testing.T) {
 				t.Fatalf("events = %v (%v), want 1", evs, err)
 			}
 			want := tt.want
+			if want.Kind == sink.KindCustomer {
+				// A customer event's id carries a digest of its content.
+				want.ID += ":" + partneroDigest(want.Customer)
+			}
 			want.V, want.TS, want.Edge, want.Dialect, want.MerchantID = sink.EventVersion, partneroNow.UnixMilli(), "t", sink.DialectPartnero, "ma"
 			got, _ := json.Marshal(evs[0])
 			wantJSON, _ := json.Marshal(want)
@@ -1119,5 +1123,35 @@ func BenchmarkPartneroParseTransaction(b *testing.B) {
 		if _, aerr := partneroConversionEvent("ma", &req, next); aerr != nil {
 			b.Fatal(aerr)
 		}
+	}
+}
+
+// TestPartneroCustomerEventIDs: a retried customer request is one event; a
+// corrected one (another partner key) or an update is a new event, so an
+// earlier ignored request never blocks the customer.
+func TestPartneroCustomerEventIDs(t *testing.T) {
+	s, _ := partneroServer(t)
+	hdr := map[string]string{"Authorization": "Bearer " + keyA}
+	send := func(body string) string {
+		t.Helper()
+		before, _ := outboxEvents(s)
+		if code := do(s, "POST", "/v1/customers", hdr, body).Response.StatusCode(); code != 202 {
+			t.Fatalf("status %d for %s", code, body)
+		}
+		evs, _ := outboxEvents(s)
+		if len(evs) != len(before)+1 {
+			t.Fatalf("events %d, want %d", len(evs), len(before)+1)
+		}
+		return evs[len(evs)-1].ID
+	}
+	typo := send(`{"partner":{"key":"ALCIE"},"key":"c1"}`)
+	retry := send(`{"partner":{"key":"ALCIE"},"key":"c1"}`)
+	fixed := send(`{"partner":{"key":"ALICE"},"key":"c1"}`)
+	update := send(`{"partner":{"key":"ALICE"},"key":"c1","tags":["vip"]}`)
+	if typo != retry {
+		t.Errorf("a retry got a new id: %q vs %q", typo, retry)
+	}
+	if fixed == typo || update == fixed {
+		t.Errorf("corrected or updated customer reused an id: %q %q %q", typo, fixed, update)
 	}
 }

@@ -199,7 +199,7 @@ func (s *Server) record(ctx *fasthttp.RequestCtx, st *clickState, outcome string
 	st.enc, err = sink.AppendClick(st.enc[:0], &st.click)
 	if err == nil {
 		st.subj = append(append(st.subj[:0], sink.ClickSubjectPrefix...), st.click.MerchantID...)
-		err = s.Outbox.Append(ctx, sink.Record{Subject: string(st.subj), MsgID: st.click.ID, Data: st.enc})
+		err = s.Outbox.Append(commitCtx, sink.Record{Subject: string(st.subj), MsgID: st.click.ID, Data: st.enc})
 	}
 	if err != nil {
 		reason := "error"

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -127,7 +128,17 @@ func runApp(ctx context.Context, cfg *Config, stdout, stderr io.Writer, started 
 			return fmt.Errorf("connect to NATS %s: %w", cfg.NATS, err)
 		}
 	}
-	onClose("nats connection", func(context.Context) error { return nc.Drain() })
+	onClose("nats connection", func(ctx context.Context) error {
+		if err := nc.Drain(); err != nil {
+			nc.Close()
+			return err
+		}
+		// Drain is asynchronous: wait for it before the server goes away.
+		for !nc.IsClosed() && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		return nil
+	})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "clickedge_nats_connected", Help: "1 while the process is connected to NATS.",
 	}, func() float64 {
@@ -141,6 +152,21 @@ func runApp(ctx context.Context, cfg *Config, stdout, stderr io.Writer, started 
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(10*time.Second))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
+	}
+
+	// The metrics listener starts before, and so closes after, the edge: its
+	// /readyz shows the drain too.
+	var ready atomic.Pointer[func() bool]
+	if cfg.MetricsAddr != "" {
+		addr, err := startMetrics(cfg.MetricsAddr, reg, func() bool {
+			f := ready.Load()
+			return f != nil && (*f)()
+		}, log, onClose)
+		if err != nil {
+			return err
+		}
+		app.MetricsAddr = addr
+		log.Info("metrics listening", "addr", addr)
 	}
 
 	if cfg.Mode != "edge" {
@@ -163,14 +189,7 @@ func runApp(ctx context.Context, cfg *Config, stdout, stderr io.Writer, started 
 	} else {
 		metricsReady = nc.IsConnected
 	}
-	if cfg.MetricsAddr != "" {
-		addr, err := startMetrics(cfg.MetricsAddr, reg, metricsReady, log, onClose)
-		if err != nil {
-			return err
-		}
-		app.MetricsAddr = addr
-		log.Info("metrics listening", "addr", addr)
-	}
+	ready.Store(&metricsReady)
 	if started != nil {
 		started(app)
 	}
