@@ -58,6 +58,10 @@ const (
 	// FlagRecurringExpired: a subscription payment after the campaign's
 	// recurring period; it earns nothing.
 	FlagRecurringExpired = "recurring_expired"
+	// FlagSupersededClientReport: the merchant's authenticated report
+	// replaced a pending client-reported (pixel) conversion of the same
+	// unique id; the pixel's commission was reversed.
+	FlagSupersededClientReport = "superseded_client_report"
 )
 
 // Ledger entry kinds.

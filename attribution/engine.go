@@ -254,17 +254,25 @@ func (a *applier) conversion(c *sink.ConversionEvent) (sink.EventResult, *reject
 		}
 	}
 	id := ConversionID(m, c.UniqueID)
-	if prev, err := getConversion(a.tx, id); err != nil || prev != nil {
-		if err != nil {
-			return sink.EventResult{}, nil, err
-		}
+	prev, err := getConversion(a.tx, id)
+	if err != nil {
+		return sink.EventResult{}, nil, err
+	}
+	if prev != nil && !a.supersedes(prev, c) {
 		// The merchant's unique id names one conversion: a repeat under
 		// another event id returns the original and creates nothing.
 		return sink.EventResult{Outcome: sink.OutcomeDuplicate, Conversion: &prev.Rec}, nil, nil
 	}
+	// prev, when still set, is a pending client-reported conversion that
+	// this authenticated report replaces under the same id.
 	cust, err := getCustomer(a.tx, m, custKey)
 	if err != nil {
 		return sink.EventResult{}, nil, err
+	}
+	custChanged := false
+	if prev != nil && cust != nil && cust.LeadConversion == id {
+		// The lead the replaced conversion used is this conversion's again.
+		cust.LeadConversion, custChanged = "", true
 	}
 	newCustomer := false
 	if ev.Dialect == sink.DialectPartnero && cust == nil {
@@ -326,14 +334,22 @@ func (a *applier) conversion(c *sink.ConversionEvent) (sink.EventResult, *reject
 		commission, conv.NoEarn = a.earning(&at, &rec, cust)
 	}
 	rec.Flags = at.flags
+	if prev != nil {
+		rec.Flags = append(rec.Flags, FlagSupersededClientReport)
+	}
 
 	// Decided: write.
+	if prev != nil {
+		if err := a.supersede(prev); err != nil {
+			return sink.EventResult{}, nil, err
+		}
+	}
 	if cust == nil && custKey != "" {
 		cust = a.newCustomerRecord(custKey)
 		newCustomer = true
 	}
 	if cust != nil {
-		changed := newCustomer
+		changed := newCustomer || custChanged
 		if at.partner != nil && cust.Rec.PartnerID == "" {
 			campaign := ""
 			if at.campaign != nil {
@@ -376,6 +392,47 @@ func (a *applier) conversion(c *sink.ConversionEvent) (sink.EventResult, *reject
 	}
 	a.out.attributedBy = at.by
 	return sink.EventResult{Outcome: sink.OutcomeApplied, Conversion: &conv.Rec}, nil, nil
+}
+
+// supersedes reports whether the conversion event c, whose unique id names
+// the stored conversion prev, replaces it: prev was reported by a browser
+// pixel (public, forgeable) and is still pending, and c is the merchant's
+// own, authenticated report. Anything else is a duplicate: a pixel never
+// replaces anything, and nothing is replaced once approved, rejected or paid,
+// nor once the merchant refunded any of it (a replacement would drop the
+// refund and its external refund ids, so a retried refund would apply again).
+func (a *applier) supersedes(prev *conversion, c *sink.ConversionEvent) bool {
+	return !c.ClientReported && a.ev.Dialect != sink.DialectPixel &&
+		prev.Rec.Status == sink.StatusPending && slices.Contains(prev.Rec.Flags, FlagClientReported) &&
+		prev.Rec.RefundedMinor == 0 && !prev.FullyRefunded && len(prev.Refunds) == 0
+}
+
+// supersede retires the stored conversion old before a new one is written
+// under its id: every ledger entry booked on it is reversed by a new entry
+// (the ledger stays append-only), its hold is released and it leaves every
+// listing and listing total.
+func (a *applier) supersede(old *conversion) error {
+	rec := &old.Rec
+	if rec.PartnerID != "" {
+		entries, err := ledgerEntries(a.tx, rec.MerchantID, rec.PartnerID)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if e.ConversionID != rec.ID {
+				continue
+			}
+			if err := a.book(old, LedgerReversal, -e.AmountMinor, "superseded by the merchant's report"); err != nil {
+				return err
+			}
+		}
+	}
+	if old.DueMilli != 0 {
+		if err := a.tx.Bucket(bucketHolds).Delete(holdKey(old.DueMilli, rec.ID)); err != nil {
+			return fmt.Errorf("release hold of %s: %w", rec.ID, err)
+		}
+	}
+	return a.unindex(rec)
 }
 
 // attribute applies the precedence rules: a valid click id in the request >
@@ -1091,6 +1148,23 @@ func (a *applier) index(rec *sink.ConversionRecord, from, to string) error {
 			return fmt.Errorf("index conversion %s: %w", rec.ID, err)
 		}
 		a.counts[string(prefix)]++
+	}
+	return nil
+}
+
+// unindex removes rec from every listing it is under and counts the
+// changes of the listing totals for flush.
+func (a *applier) unindex(rec *sink.ConversionRecord) error {
+	idx := a.tx.Bucket(bucketConvIndex)
+	if a.counts == nil {
+		a.counts = map[string]int64{}
+	}
+	for _, tag := range convTags(rec) {
+		prefix := convPrefix(tag, rec.MerchantID, rec.CampaignID, rec.PartnerID, rec.Status)
+		if err := idx.Delete(append(appendTS(bytes.Clone(prefix), rec.CreatedAt), rec.ID...)); err != nil {
+			return fmt.Errorf("unindex conversion %s: %w", rec.ID, err)
+		}
+		a.counts[string(prefix)]--
 	}
 	return nil
 }

@@ -32,9 +32,13 @@ package edge
 //     CookieClickID, or the partner key when the campaign's cookie holds
 //     partner keys; the event names the pixel's campaign, is marked
 //     ClientReported, and carries the browser's IP (under the edge's privacy
-//     mode), geo and user agent. Its id is the S2S one, EventID(merchant,
-//     conversion, order_id), so a pixel and a server call for one order are
-//     one conversion.
+//     mode), geo and user agent. Its event id has its own key space,
+//     EventID(merchant, conversion, "pixel:" + order_id), never the S2S one:
+//     a pixel is public, so a forged hit must not take the event id of the
+//     merchant's authenticated report. Two pixel hits for one order are one
+//     event; a pixel and a server call for one order still name one
+//     conversion (UniqueID is the order id), and the worker lets the
+//     authenticated report supersede a pending client-reported one.
 //   - /pixel.gif always answers 200 with the 43-byte transparent GIF and
 //     /pixel/conversion always answers 204, never cached, whatever the input:
 //     a thank-you page shows no broken image. Bad input writes nothing and is
@@ -263,10 +267,22 @@ func (s *Server) affilyncPixelCommit(ctx *fasthttp.RequestCtx) (string, error) {
 	c.ip, c.country, c.region, c.city = f.StoredIP, f.Country, f.Region, f.City
 	c.userAgent = truncate(string(in.UserAgent), 512)
 	ev := s.affilyncEvent(camp.MerchantID, sink.DialectPixel, &c)
+	ev.ID = affilyncPixelEventID(camp.MerchantID, c.orderID)
 	if aerr := s.commitEvent(ctx, ev); aerr != nil {
 		return affilyncPixelNotStored, aerr
 	}
 	return affilyncPixelRecorded, nil
+}
+
+// affilyncPixelKeyPrefix starts the event key of a pixel conversion.
+const affilyncPixelKeyPrefix = "pixel:"
+
+// affilyncPixelEventID is the event id of a pixel conversion: in its own
+// key space, so that a public, forgeable pixel hit never takes the id of the
+// merchant's authenticated report (POST /api/conversions/track, postback,
+// Partnac) for the same order.
+func affilyncPixelEventID(merchantID, orderID string) string {
+	return sink.EventID(merchantID, sink.KindConversion, affilyncPixelKeyPrefix+orderID)
 }
 
 // affilyncParsePixel parses a pixel's query for campaign camp.

@@ -1022,7 +1022,8 @@ func TestAffilyncPixel(t *testing.T) {
 			}
 			ev := evs[0]
 			c := ev.Conversion
-			if ev.Dialect != sink.DialectPixel || ev.MerchantID != tt.want.merchant || ev.ID != sink.EventID(tt.want.merchant, sink.KindConversion, "o1") ||
+			if ev.Dialect != sink.DialectPixel || ev.MerchantID != tt.want.merchant || ev.ID != sink.EventID(tt.want.merchant, sink.KindConversion, "pixel:o1") ||
+				ev.ID == sink.EventID(tt.want.merchant, sink.KindConversion, "o1") || c.UniqueID != "o1" ||
 				c.CampaignID != tt.want.campaign || c.ClickID != "" || c.CookieClickID != tt.want.cookie || c.PartnerKey != tt.want.partner ||
 				!c.ClientReported || c.Currency != tt.want.currency || c.AmountMinor != tt.want.amount {
 				t.Errorf("event = %s\n%+v\nwant %+v", ev.ID, c, tt.want)
