@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+
 	"bytes"
 	"encoding/json"
 	"io"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clickedge/clickedge/redirect"
 )
 
 // call sends a JSON request with the demo key and decodes the JSON answer.
@@ -155,5 +159,103 @@ func TestConversionsEndToEnd(t *testing.T) {
 	}
 	if byID["order_1"]["commission_amount"] != "9.90" || byID["order_2"]["commission_amount"] != "5.00" || byID["tx_1"]["commission_amount"] != "10.00" {
 		t.Errorf("Partnac listing = %v", list)
+	}
+}
+
+// TestTenantIsolationEndToEnd: with two merchants in one serve, merchant B's
+// key gets 404 (or an empty listing) for every id of merchant A on every
+// endpoint, and B reusing A's order id makes B's own conversion.
+func TestTenantIsolationEndToEnd(t *testing.T) {
+	a := startServe(t)
+	base := "http://" + a.EdgeAddr
+	const keyB = "ce_live_othermerchantkeyothermerchant99"
+	c, err := a.Worker.Catalog()
+	if err != nil || c == nil {
+		t.Fatalf("catalog: %v", err)
+	}
+	c.Merchants = append(c.Merchants, redirect.Merchant{ID: "other", Name: "Other", APIKeyHashes: []string{redirect.HashAPIKey(keyB)}})
+	c.Campaigns = append(c.Campaigns, redirect.Campaign{ID: "o_camp", MerchantID: "other", DefaultDestination: "https://other.example/",
+		Commissions: []redirect.CommissionRule{{PercentBPS: 500}}})
+	c.Partners = append(c.Partners, redirect.Partner{ID: "o_partner", MerchantID: "other", Key: "OTHER1"})
+	c.Links = append(c.Links, redirect.Link{Code: "o-link", CampaignID: "o_camp", PartnerID: "o_partner"})
+	if _, err := a.Worker.SetCatalog(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the edge to serve the new catalog", 10*time.Second, func() bool {
+		code, _ := followCode(t, a.EdgeAddr, "o-link")
+		return code == http.StatusFound
+	})
+
+	// Merchant A (the demo) records a click, a conversion and a customer.
+	aliceClick, _ := clickID(t, a.EdgeAddr, "alice", "click_id")
+	code, resp := call(t, "POST", base+"/v1/tracking/conversions", `{"partnership_code":"ALICE10","unique_id":"order_a","conversion_type":"sale","amount":10,"session_id":"`+aliceClick+`"}`)
+	if code != 201 {
+		t.Fatalf("A's conversion: %d %v", code, resp)
+	}
+	convID, _ := data(resp)["id"].(string)
+	if code, resp = call(t, "POST", base+"/v1/customers", `{"partner":{"key":"ALICE10"},"key":"cust_a"}`); code != 201 {
+		t.Fatalf("A's customer: %d %v", code, resp)
+	}
+	if code, resp = call(t, "POST", base+"/v1/transactions", `{"customer":{"key":"cust_a"},"key":"tx_a","amount":5}`); code != 201 {
+		t.Fatalf("A's transaction: %d %v", code, resp)
+	}
+
+	callB := func(method, path, body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+keyB)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		r, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&out)
+		return r.StatusCode, out
+	}
+	for _, tt := range []struct{ method, path, body string }{
+		{"GET", "/v1/tracking/conversions/order_a", ""},
+		{"GET", "/v1/tracking/conversions/" + convID, ""},
+		{"PATCH", "/v1/tracking/conversions/order_a", `{"amount":1}`},
+		{"POST", "/v1/tracking/conversions/order_a/refund", `{}`},
+		{"GET", "/v1/tracking/conversions?campaign_id=spring", ""},
+		{"GET", "/v1/tracking/conversions?partnership_id=alice", ""},
+		{"GET", "/v1/tracking/clicks?campaign_id=spring", ""},
+		{"GET", "/v1/tracking/clicks?partnership_id=alice", ""},
+		{"PATCH", "/api/conversions/" + convID, `{"status":"approved"}`},
+		{"PATCH", "/api/conversions/order_a", `{"status":"rejected"}`},
+		{"GET", "/api/conversions?campaign_id=spring", ""},
+		{"GET", "/api/conversions?affiliate_id=alice", ""},
+		{"DELETE", "/v1/transactions/tx_a", ""},
+		{"POST", "/v1/customers/cust_a/balance/credit", `{"amount":5}`},
+	} {
+		if code, out := callB(tt.method, tt.path, tt.body); code != http.StatusNotFound {
+			t.Errorf("B %s %s = %d %v, want 404", tt.method, tt.path, code, out)
+		}
+	}
+	// B's listings hold only B's own records (B followed its own link above).
+	for _, path := range []string{"/v1/tracking/conversions", "/v1/tracking/clicks", "/api/conversions"} {
+		code, out := callB("GET", path, "")
+		items, ok := out["data"].([]any)
+		if code != 200 || !ok {
+			t.Fatalf("B GET %s = %d %v", path, code, out)
+		}
+		for _, it := range items {
+			if m, _ := it.(map[string]any); m["campaign_id"] != "o_camp" {
+				t.Errorf("B GET %s lists %v, which is not B's", path, m)
+			}
+		}
+	}
+	// B's own order_a is B's conversion, not a duplicate of A's.
+	code, out := callB("POST", "/v1/tracking/conversions", `{"partnership_code":"OTHER1","unique_id":"order_a","conversion_type":"sale","amount":20}`)
+	if d := data(out); code != 201 || d["amount"] != "20.00" || d["partnership_id"] != "o_partner" || d["id"] == convID {
+		t.Errorf("B's order_a = %d %v, want B's own new conversion", code, out)
+	}
+	// And A still sees its own, unchanged.
+	if code, resp = call(t, "GET", base+"/v1/tracking/conversions/order_a", ""); code != 200 || data(resp)["amount"] != "10.00" {
+		t.Errorf("A's order_a after B's requests = %d %v", code, resp)
 	}
 }
