@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -103,4 +104,28 @@ func (s *Server) lookupConversion(merchantID, ref, notFound string) (sink.Conver
 		return sink.ConversionRecord{}, errf(notFound, "no conversion with that id")
 	}
 	return rec, nil
+}
+
+// maxIdempotencyKey bounds the Idempotency-Key header (it becomes part of an
+// event id, so of a Nats-Msg-Id).
+const maxIdempotencyKey = 128
+
+// idempotencyKey returns the request's Idempotency-Key header, "" when
+// absent; a malformed one is 400. Writes that carry no id of their own
+// (a partial refund without external_refund_id, a Partnero transaction
+// without key, a balance credit) use it so that a retry is one event.
+func idempotencyKey(ctx *fasthttp.RequestCtx) (string, *apiError) {
+	v := ctx.Request.Header.Peek("Idempotency-Key")
+	if len(v) == 0 {
+		return "", nil
+	}
+	if len(v) > maxIdempotencyKey {
+		return "", errf(CodeInvalidParameter, fmt.Sprintf("Idempotency-Key is longer than %d characters", maxIdempotencyKey))
+	}
+	for _, c := range v {
+		if c <= ' ' || c > '~' || c == ':' {
+			return "", errf(CodeInvalidParameter, "Idempotency-Key must be visible ASCII characters other than ':'")
+		}
+	}
+	return string(v), nil
 }

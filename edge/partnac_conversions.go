@@ -69,9 +69,10 @@ package edge
 //     what is not refunded yet (422 invalid_amount for zero, 422
 //     refund_exceeds_amount). reverse_paid_earnings defaults to true. The
 //     refund's event key is unique_id + ":refund:" + external_refund_id when
-//     given, else "full" for a full refund, else "partial:<minor>:<random
-//     nonce>": only an external_refund_id makes a partial refund idempotent;
-//     a repeated full refund without one refunds once. external_refund_id is
+//     given, else "full" for a full refund, else "partial:<minor>:idem:<key>"
+//     with an Idempotency-Key header, else "partial:<minor>:<random nonce>":
+//     a partial refund is idempotent only with an external_refund_id or an
+//     Idempotency-Key; a repeated full refund without one refunds once. external_refund_id is
 //     1-255 bytes without control characters; "full" and ids starting with
 //     "partial:" are reserved (422 invalid_field). Answer: 200 with the
 //     conversion as the worker left it, or 202 queued.
@@ -754,12 +755,18 @@ func (s *Server) partnacParseRefund(ctx *fasthttp.RequestCtx, p Params) (*sink.E
 		}
 		r.AmountMinor = amount
 	}
+	idem, aerr := idempotencyKey(ctx)
+	if aerr != nil {
+		return nil, aerr
+	}
 	key := rec.UniqueID + ":refund:"
 	switch {
 	case r.ExternalRefundID != "":
 		key += r.ExternalRefundID
 	case r.Full:
 		key += "full"
+	case idem != "":
+		key += "partial:" + strconv.FormatInt(r.AmountMinor, 10) + ":idem:" + idem
 	default:
 		var nonce [8]byte
 		_, _ = rand.Read(nonce[:]) // crypto/rand.Read never fails (Go 1.24+)

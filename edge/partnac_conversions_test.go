@@ -1251,3 +1251,32 @@ func TestPartnacConversionErrorCodes(t *testing.T) {
 		t.Errorf("an unclassified money error maps to %q", e.Code)
 	}
 }
+
+// TestPartnacPartialRefundIdempotencyKey: a keyless partial refund retried
+// with the same Idempotency-Key is one event; another key is another refund.
+func TestPartnacPartialRefundIdempotencyKey(t *testing.T) {
+	s, sim := partnacConvServer(t)
+	partnacSeedConversions(sim)
+	sim.setAuto(false)
+	send := func(key string) string {
+		t.Helper()
+		hdr := map[string]string{"Idempotency-Key": key}
+		for k, v := range partnacHdrA {
+			hdr[k] = v
+		}
+		ctx := do(s, "POST", "/v1/tracking/conversions/order_1/refund", hdr, `{"amount":"5.00"}`)
+		if ctx.Response.StatusCode() != 202 {
+			t.Fatalf("status = %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+		return partnacLastEvent(t, s).ID
+	}
+	a, b, c := send("r-1"), send("r-1"), send("r-2")
+	if a != b || a == c || !strings.HasSuffix(a, ":idem:r-1") {
+		t.Errorf("ids %q %q %q: want the same id for one key and another for another key", a, b, c)
+	}
+	hdr := map[string]string{"Idempotency-Key": "bad key"}
+	for k, v := range partnacHdrA {
+		hdr[k] = v
+	}
+	checkError(t, do(s, "POST", "/v1/tracking/conversions/order_1/refund", hdr, `{"amount":"5.00"}`), 400, CodeInvalidParameter)
+}

@@ -138,15 +138,14 @@ const partneroQueued = "queued"
 // Field limits. Keys become part of event ids (Nats-Msg-Id), so they are
 // bounded and free of control characters.
 const (
-	partneroMaxKey     = 255
-	partneroMaxText    = 255
-	partneroMaxEmail   = 254
-	partneroMaxTags    = 50
-	partneroMaxTag     = 100
-	partneroMaxAction  = 64
-	partneroMaxURL     = 2048
-	partneroMaxNote    = 1000
-	partneroMaxIdemKey = 128
+	partneroMaxKey    = 255
+	partneroMaxText   = 255
+	partneroMaxEmail  = 254
+	partneroMaxTags   = 50
+	partneroMaxTag    = 100
+	partneroMaxAction = 64
+	partneroMaxURL    = 2048
+	partneroMaxNote   = 1000
 )
 
 // partneroTimeLayout renders times as Partnero does (Laravel's ISO 8601 with
@@ -518,24 +517,6 @@ func partneroConversionEvent(merchantID string, req *partneroTransactionRequest,
 	return ce, nil
 }
 
-// partneroIdempotencyKey returns the request's Idempotency-Key header, ""
-// when absent; a malformed one is 400.
-func partneroIdempotencyKey(ctx *fasthttp.RequestCtx) (string, *apiError) {
-	v := ctx.Request.Header.Peek("Idempotency-Key")
-	if len(v) == 0 {
-		return "", nil
-	}
-	if len(v) > partneroMaxIdemKey {
-		return "", errf(CodeInvalidParameter, fmt.Sprintf("Idempotency-Key is longer than %d characters", partneroMaxIdemKey))
-	}
-	for _, c := range v {
-		if c <= ' ' || c > '~' || c == ':' {
-			return "", errf(CodeInvalidParameter, "Idempotency-Key must be visible ASCII characters other than ':'")
-		}
-	}
-	return string(v), nil
-}
-
 // partneroNonce returns 32 random hex characters.
 func partneroNonce() (string, *apiError) {
 	var b [16]byte
@@ -838,7 +819,7 @@ func (s *Server) partneroCreateTransaction(ctx *fasthttp.RequestCtx, _ Params) {
 		return
 	}
 	ce, aerr := partneroConversionEvent(m.ID, &req, func() (string, *apiError) {
-		idem, aerr := partneroIdempotencyKey(ctx)
+		idem, aerr := idempotencyKey(ctx)
 		if aerr != nil || idem != "" {
 			return idem, aerr
 		}
@@ -974,7 +955,7 @@ func (s *Server) partneroCreditBalance(ctx *fasthttp.RequestCtx, p Params) {
 		writeError(ctx, aerr)
 		return
 	}
-	idem, aerr := partneroIdempotencyKey(ctx)
+	idem, aerr := idempotencyKey(ctx)
 	if aerr != nil {
 		writeError(ctx, aerr)
 		return
