@@ -92,6 +92,21 @@ func (r *flatRecord) UnmarshalMaxMindDBCursor(c mmdbdata.Cursor) (mmdbdata.Curso
 
 // readMapString reads key from the map at c, skipping the other entries.
 func readMapString(c mmdbdata.Cursor, want string) (string, mmdbdata.Cursor, error) {
+	return readMapField(c, want, func(v mmdbdata.Cursor) (string, mmdbdata.Cursor, error) {
+		return v.ReadStringMaxSize(maxField)
+	})
+}
+
+// readNamesEn reads names.en from the map at c (a city or subdivision).
+func readNamesEn(c mmdbdata.Cursor) (string, mmdbdata.Cursor, error) {
+	return readMapField(c, "names", func(v mmdbdata.Cursor) (string, mmdbdata.Cursor, error) {
+		return readMapString(v, "en")
+	})
+}
+
+// readMapField reads the value under key want of the map at c with read,
+// skipping the other entries, and returns the cursor after the map.
+func readMapField(c mmdbdata.Cursor, want string, read func(mmdbdata.Cursor) (string, mmdbdata.Cursor, error)) (string, mmdbdata.Cursor, error) {
 	m, err := c.Map()
 	if err != nil {
 		return "", mmdbdata.Cursor{}, err
@@ -104,33 +119,7 @@ func readMapString(c mmdbdata.Cursor, want string) (string, mmdbdata.Cursor, err
 			break
 		}
 		if string(key) == want {
-			out, next, err = val.ReadStringMaxSize(maxField)
-		} else {
-			next, err = val.Skip()
-		}
-		if err != nil {
-			return "", mmdbdata.Cursor{}, err
-		}
-	}
-	next, err = m.End()
-	return out, next, err
-}
-
-// readNamesEn reads names.en from the map at c (a city or subdivision).
-func readNamesEn(c mmdbdata.Cursor) (string, mmdbdata.Cursor, error) {
-	m, err := c.Map()
-	if err != nil {
-		return "", mmdbdata.Cursor{}, err
-	}
-	var out string
-	var next mmdbdata.Cursor
-	for {
-		key, val, ok := m.Next(next)
-		if !ok {
-			break
-		}
-		if string(key) == "names" {
-			out, next, err = readMapString(val, "en")
+			out, next, err = read(val)
 		} else {
 			next, err = val.Skip()
 		}
