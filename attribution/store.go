@@ -54,6 +54,7 @@ var (
 	bucketCounts     = []byte("counts")               // index bucket name 0 prefix → uint64; "clicks" 0 → all clicks
 	bucketMeta       = []byte("meta")                 // catalog
 	keyCatalog       = []byte("catalog")
+	keyCatalogSource = []byte("catalog_source") // digest of the catalog file last applied
 	allBuckets       = [][]byte{bucketClicks, bucketByMerchant, bucketByCampaign, bucketByPartner, bucketByBoth, bucketCounts, bucketMeta,
 		bucketConversions, bucketConvIndex, bucketConvCounts, bucketEvents, bucketCustomers, bucketReferrals, bucketLedger, bucketHolds}
 )
@@ -350,6 +351,31 @@ func (s *Store) SaveCatalog(c *redirect.Catalog) error {
 		return fmt.Errorf("save catalog version %d: %w", c.Version, err)
 	}
 	return nil
+}
+
+// SetCatalogSource records the digest of the catalog file last applied, so
+// that a restart with the same file keeps changes made since through the
+// admin API.
+func (s *Store) SetCatalogSource(digest string) error {
+	if s.db == nil {
+		return ErrStoreClosed
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyCatalogSource, []byte(digest))
+	})
+}
+
+// CatalogSource returns what SetCatalogSource recorded, or "".
+func (s *Store) CatalogSource() (string, error) {
+	if s.db == nil {
+		return "", ErrStoreClosed
+	}
+	var d string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		d = string(tx.Bucket(bucketMeta).Get(keyCatalogSource))
+		return nil
+	})
+	return d, err
 }
 
 // Catalog returns the saved catalog, or nil and no error when none was saved.

@@ -435,6 +435,42 @@ func (w *Worker) SetCatalog(ctx context.Context, c *redirect.Catalog) (*redirect
 	}
 	w.catMu.Lock()
 	defer w.catMu.Unlock()
+	return w.setCatalogLocked(ctx, c)
+}
+
+// ErrNotPublished wraps the error of a catalog change that was validated and
+// saved in the store but could not be put in the KV bucket: the edges get it
+// when the worker next starts, or with the next change.
+var ErrNotPublished = errors.New("catalog saved but not published")
+
+// UpdateCatalog applies change to a copy of the current catalog (an empty
+// one when none is stored) and sets the result as SetCatalog does, under the
+// same lock, so that concurrent changes never lose one another. An error from
+// change is returned as is and nothing is saved.
+func (w *Worker) UpdateCatalog(ctx context.Context, change func(*redirect.Catalog) error) (*redirect.Catalog, error) {
+	if w.Store == nil {
+		return nil, errors.New("update catalog: no store")
+	}
+	w.catMu.Lock()
+	defer w.catMu.Unlock()
+	stored, err := w.Store.Catalog()
+	if err != nil {
+		return nil, fmt.Errorf("update catalog: %w", err)
+	}
+	if stored == nil {
+		stored = &redirect.Catalog{}
+	}
+	if err := change(stored); err != nil {
+		return nil, err
+	}
+	if err := stored.Validate(); err != nil {
+		return nil, fmt.Errorf("update catalog: %w", err)
+	}
+	return w.setCatalogLocked(ctx, stored)
+}
+
+// setCatalogLocked is SetCatalog after validation, with catMu held.
+func (w *Worker) setCatalogLocked(ctx context.Context, c *redirect.Catalog) (*redirect.Catalog, error) {
 	stored, err := w.Store.Catalog()
 	if err != nil {
 		return nil, fmt.Errorf("set catalog: %w", err)
@@ -470,10 +506,10 @@ func (w *Worker) SetCatalog(ctx context.Context, c *redirect.Catalog) (*redirect
 	}
 	kv, err := w.catalogKVLocked(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("set catalog version %d (saved, not published): %w", next.Version, err)
+		return &next, fmt.Errorf("set catalog version %d: %w: %w", next.Version, ErrNotPublished, err)
 	}
 	if _, err := sink.PutCatalog(ctx, kv, data); err != nil {
-		return nil, fmt.Errorf("set catalog version %d (saved, not published): %w", next.Version, err)
+		return &next, fmt.Errorf("set catalog version %d: %w: %w", next.Version, ErrNotPublished, err)
 	}
 	w.logger().Info("catalog published", "version", next.Version)
 	return &next, nil

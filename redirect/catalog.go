@@ -35,6 +35,9 @@ type Merchant struct {
 	// APIKeyHashes are hex SHA-256 digests of the merchant's API keys; keys
 	// themselves are never stored. See HashAPIKey.
 	APIKeyHashes []string `json:"api_key_hashes,omitempty"`
+	// APIKeys are the keys issued through the admin API, each with an id so
+	// that it can be listed and revoked; only its hash is kept.
+	APIKeys []APIKey `json:"api_keys,omitempty"`
 	// CookieDomain is set as the cookie's Domain attribute when the edge is
 	// reached through a merchant CNAME (track.merchant.com); empty means host-only.
 	CookieDomain string `json:"cookie_domain,omitempty"`
@@ -43,6 +46,34 @@ type Merchant struct {
 	AllowedDomains []string `json:"allowed_domains,omitempty"`
 	// FallbackURL receives visitors of unknown or paused codes of this merchant.
 	FallbackURL string `json:"fallback_url,omitempty"`
+}
+
+// APIKey is a merchant API key issued by the admin API. The key itself is
+// shown once when it is created; the catalog holds its SHA-256 (see
+// HashAPIKey) and a short prefix by which an operator recognises it.
+type APIKey struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name,omitempty"`
+	Prefix    string     `json:"prefix"`
+	Hash      string     `json:"hash"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// Active reports whether the key authenticates: it is not revoked.
+func (k *APIKey) Active() bool { return k.RevokedAt == nil }
+
+// ActiveKeyHashes returns the hashes of every key that authenticates the
+// merchant: the catalog file's APIKeyHashes and the unrevoked APIKeys.
+func (m *Merchant) ActiveKeyHashes() []string {
+	out := make([]string, 0, len(m.APIKeyHashes)+len(m.APIKeys))
+	out = append(out, m.APIKeyHashes...)
+	for i := range m.APIKeys {
+		if m.APIKeys[i].Active() {
+			out = append(out, m.APIKeys[i].Hash)
+		}
+	}
+	return out
 }
 
 // Campaign groups links under one destination, window and cookie policy.
@@ -214,7 +245,21 @@ func (c *Catalog) Validate() error {
 			return bad("merchant %q defined twice", m.ID)
 		}
 		merchants[m.ID] = true
-		for _, h := range m.APIKeyHashes {
+		keyIDs := map[string]bool{}
+		for _, k := range m.APIKeys {
+			if !idPattern.MatchString(k.ID) {
+				return bad("merchant %q: api key id %q: want 1-64 of [A-Za-z0-9_-]", m.ID, k.ID)
+			}
+			if keyIDs[k.ID] {
+				return bad("merchant %q: api key id %q used twice", m.ID, k.ID)
+			}
+			keyIDs[k.ID] = true
+		}
+		all := append([]string(nil), m.APIKeyHashes...)
+		for _, k := range m.APIKeys {
+			all = append(all, k.Hash)
+		}
+		for _, h := range all {
 			if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
 				return bad("merchant %q: api key hash must be 64 lowercase hex characters", m.ID)
 			}

@@ -97,7 +97,7 @@ func NewIndex(c *Catalog) *Index {
 			continue
 		}
 		x.merchants[m.ID] = m
-		for _, h := range m.APIKeyHashes {
+		for _, h := range m.ActiveKeyHashes() {
 			var sum [sha256.Size]byte
 			if n, err := hex.Decode(sum[:], []byte(h)); err != nil || n != len(sum) {
 				continue
@@ -189,7 +189,7 @@ func (x *Index) Lookup(code []byte) (Resolved, bool) {
 }
 
 // MerchantByKey returns the merchant owning the API key: the merchant one of
-// whose APIKeyHashes equals HashAPIKey(apiKey). The digest is compared as
+// whose active key hashes (Merchant.ActiveKeyHashes) holds HashAPIKey(apiKey). The digest is compared as
 // raw bytes, so the lookup is one SHA-256 and one map access.
 func (x *Index) MerchantByKey(apiKey string) (*Merchant, bool) {
 	if apiKey == "" {

@@ -29,7 +29,7 @@ func startServe(t *testing.T, extra ...string) *App {
 	t.Helper()
 	dir := t.TempDir()
 	args := append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
-		"--nats-listen", "127.0.0.1:0", "--demo", "--demo-api-key", testKey, "--drain-delay", "0",
+		"--nats-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--demo", "--demo-api-key", testKey, "--drain-delay", "0",
 		"--log-level", "warn"}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
 	appc := make(chan *App, 1)
@@ -234,7 +234,7 @@ func TestGracefulShutdown(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() {
 		errc <- run(ctx, []string{"serve", "--data", dir, "--listen", "127.0.0.1:0", "--metrics-addr", "",
-			"--nats-listen", "", "--demo", "--drain-delay", "1s", "--log-level", "error"}, io.Discard, io.Discard, func(a *App) { appc <- a })
+			"--nats-listen", "", "--admin-listen", "", "--demo", "--drain-delay", "1s", "--log-level", "error"}, io.Discard, io.Discard, func(a *App) { appc <- a })
 	}()
 	var a *App
 	select {
