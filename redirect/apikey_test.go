@@ -38,9 +38,11 @@ func TestIssuedKeysAuthenticateUntilRevoked(t *testing.T) {
 
 func TestIssuedKeysValidated(t *testing.T) {
 	for name, mut := range map[string]func(*Merchant){
-		"bad id":       func(m *Merchant) { m.APIKeys = []APIKey{{ID: "key one", Hash: HashAPIKey("a")}} },
-		"duplicate id": func(m *Merchant) { m.APIKeys = []APIKey{{ID: "k", Hash: HashAPIKey("a")}, {ID: "k", Hash: HashAPIKey("b")}} },
-		"bad hash":     func(m *Merchant) { m.APIKeys = []APIKey{{ID: "k", Hash: strings.Repeat("Z", 64)}} },
+		"bad id": func(m *Merchant) { m.APIKeys = []APIKey{{ID: "key one", Hash: HashAPIKey("a")}} },
+		"duplicate id": func(m *Merchant) {
+			m.APIKeys = []APIKey{{ID: "k", Hash: HashAPIKey("a")}, {ID: "k", Hash: HashAPIKey("b")}}
+		},
+		"bad hash": func(m *Merchant) { m.APIKeys = []APIKey{{ID: "k", Hash: strings.Repeat("Z", 64)}} },
 	} {
 		c := testCatalog(t)
 		mut(&c.Merchants[0])
