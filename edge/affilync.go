@@ -660,7 +660,7 @@ func (s *Server) affilyncList(ctx *fasthttp.RequestCtx, _ Params) {
 	defer cancel()
 	res, err := s.Backend.ListConversions(rctx, q)
 	if err != nil {
-		s.Logger.Warn("list conversions", "merchant", m.ID, "err", err)
+		s.reqLog(ctx).Warn("list conversions", "merchant", m.ID, "err", err)
 		writeError(ctx, backendError(err, CodeNotFound))
 		return
 	}

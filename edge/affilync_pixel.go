@@ -205,7 +205,7 @@ func affilyncPixelIDOK(id string) bool {
 // affilyncPixelConversion is GET /pixel/conversion: 204 whatever happens.
 func (s *Server) affilyncPixelConversion(ctx *fasthttp.RequestCtx, _ Params) {
 	s.affilyncPixelRecord(ctx)
-	ctx.Response.Reset()
+	resetResponse(ctx)
 	ctx.Response.Header.SetNoDefaultContentType(true)
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store, no-cache, must-revalidate, max-age=0")
@@ -214,7 +214,7 @@ func (s *Server) affilyncPixelConversion(ctx *fasthttp.RequestCtx, _ Params) {
 // affilyncPixelGIF is GET /pixel.gif: the transparent GIF whatever happens.
 func (s *Server) affilyncPixelGIF(ctx *fasthttp.RequestCtx, _ Params) {
 	s.affilyncPixelRecord(ctx)
-	ctx.Response.Reset()
+	resetResponse(ctx)
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("image/gif")
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store, no-cache, must-revalidate, max-age=0")

@@ -1,8 +1,10 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -573,4 +575,50 @@ func testutilCount(c interface{ Write(*dto.Metric) error }) float64 {
 		return -1
 	}
 	return m.GetCounter().GetValue()
+}
+
+func TestRequestIDOnAPIAnswers(t *testing.T) {
+	s, _ := newTestServer(t)
+	rid := func(ctx *fasthttp.RequestCtx) string { return string(ctx.Response.Header.Peek(HeaderRequestID)) }
+	// A usable caller id is kept.
+	if got := rid(do(s, "GET", "/v1/tracking/clicks", map[string]string{"X-Request-Id": "merchant-req.42"}, "")); got != "merchant-req.42" {
+		t.Fatalf("caller id not kept: %q", got)
+	}
+	// Anything else is replaced by a fresh id; two requests get two ids.
+	a := rid(do(s, "GET", "/v1/tracking/clicks", map[string]string{"X-Request-Id": "bad id;" + strings.Repeat("x", 70)}, ""))
+	b := rid(do(s, "GET", "/no/such/route", nil, ""))
+	if a == "" || b == "" || a == b || !validRequestID([]byte(a)) {
+		t.Fatalf("generated ids %q %q", a, b)
+	}
+	// Redirects carry none.
+	if got := rid(do(s, "GET", "/r/a1", nil, "")); got != "" {
+		t.Fatalf("redirect carries a request id %q", got)
+	}
+}
+
+func TestErrorLogsCarryRequestID(t *testing.T) {
+	s, _ := newTestServer(t)
+	var buf bytes.Buffer
+	s.Logger = slog.New(slog.NewJSONHandler(&buf, nil))
+	// With the outbox closed an S2S click cannot be stored: 503, logged.
+	s.Outbox.Close()
+	ctx := do(s, "POST", "/v1/tracking/clicks", map[string]string{"Authorization": "Bearer " + keyA, "Content-Type": "application/json",
+		"X-Request-Id": "req-503"}, `{"partnership_code":"ALICE","click_url":"https://shop-a.example/landing"}`)
+	if ctx.Response.StatusCode() != 503 {
+		t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	found := 0
+	for _, l := range lines {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if rec["request_id"] == "req-503" && rec["level"] == "ERROR" {
+			found++
+		}
+	}
+	if found < 2 { // the handler's own line and the 5xx line of the router
+		t.Fatalf("%d error lines carry the request id; log:\n%s", found, buf.String())
+	}
 }

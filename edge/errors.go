@@ -115,11 +115,21 @@ func StatusOf(code string) int {
 	return http.StatusInternalServerError
 }
 
+// resetResponse clears the answer built so far but keeps its request id.
+func resetResponse(ctx *fasthttp.RequestCtx) {
+	var buf [64]byte
+	id := append(buf[:0], ctx.Response.Header.Peek(HeaderRequestID)...)
+	ctx.Response.Reset()
+	if len(id) > 0 {
+		ctx.Response.Header.SetBytesV(HeaderRequestID, id)
+	}
+}
+
 func writeError(ctx *fasthttp.RequestCtx, e *apiError) {
 	body, _ := json.Marshal(struct {
 		Error *apiError `json:"error"`
 	}{e})
-	ctx.Response.Reset()
+	resetResponse(ctx)
 	ctx.SetStatusCode(StatusOf(e.Code))
 	ctx.SetContentType("application/json")
 	ctx.Response.Header.Set("Cache-Control", "no-store")

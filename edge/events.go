@@ -34,7 +34,7 @@ func (s *Server) commitEvent(ctx *fasthttp.RequestCtx, ev *sink.Event) *apiError
 		err = s.Outbox.Append(commitCtx, sink.Record{Subject: sink.EventSubjectPrefix + ev.MerchantID, MsgID: ev.ID, Data: data})
 	}
 	if err != nil {
-		s.Logger.Error("merchant event not stored", "merchant", ev.MerchantID, "kind", ev.Kind, "err", err)
+		s.reqLog(ctx).Error("merchant event not stored", "merchant", ev.MerchantID, "kind", ev.Kind, "err", err)
 		return errf(CodeUnavailable, "the event could not be stored; retry later")
 	}
 	return nil

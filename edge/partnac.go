@@ -241,7 +241,7 @@ func (s *Server) partnacCreateClick(ctx *fasthttp.RequestCtx) {
 	}
 	if err != nil {
 		s.m.dropped.WithLabelValues(dropReason(err)).Inc()
-		s.Logger.Error("S2S click not stored", "merchant", m.ID, "err", err)
+		s.reqLog(ctx).Error("S2S click not stored", "merchant", m.ID, "err", err)
 		writeError(ctx, errf(CodeUnavailable, "the click could not be stored; retry later"))
 		return
 	}
@@ -282,7 +282,7 @@ func (s *Server) partnacListClicks(ctx *fasthttp.RequestCtx) {
 			writeError(ctx, errf(CodeInvalidParameter, ae.Message))
 			return
 		}
-		s.Logger.Error("list clicks", "merchant", m.ID, "err", lerr)
+		s.reqLog(ctx).Error("list clicks", "merchant", m.ID, "err", lerr)
 		writeError(ctx, errf(CodeWorkerUnavailable, "the attribution worker did not answer; retry later"))
 		return
 	}

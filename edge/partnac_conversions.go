@@ -614,7 +614,7 @@ func (s *Server) partnacAnswer(ctx *fasthttp.RequestCtx, res sink.EventResult, o
 	case sink.OutcomeRejected:
 		writeError(ctx, partnacRejection(res.Error))
 	default:
-		s.Logger.Warn("unknown event outcome; answering queued", "outcome", res.Outcome, "event", res.EventID)
+		s.reqLog(ctx).Warn("unknown event outcome; answering queued", "outcome", res.Outcome, "event", res.EventID)
 		writeJSON(ctx, fasthttp.StatusAccepted, withStatus("queued"))
 	}
 }
@@ -921,7 +921,7 @@ func partnacListConversions(s *Server, ctx *fasthttp.RequestCtx, _ Params) {
 	if err != nil {
 		aerr := backendError(err, CodeNotFound)
 		if aerr.Code == CodeWorkerUnavailable {
-			s.Logger.Error("list conversions", "merchant", m.ID, "err", err)
+			s.reqLog(ctx).Error("list conversions", "merchant", m.ID, "err", err)
 		}
 		writeError(ctx, aerr)
 		return

@@ -746,7 +746,7 @@ func partneroReason(e *sink.APIError) *apiError {
 }
 
 func (s *Server) partneroUnexpected(ctx *fasthttp.RequestCtx, merchantID, eventID, outcome string) {
-	s.Logger.Error("unexpected worker outcome", "merchant", merchantID, "event", eventID, "outcome", outcome)
+	s.reqLog(ctx).Error("unexpected worker outcome", "merchant", merchantID, "event", eventID, "outcome", outcome)
 	writeError(ctx, errf(CodeInternal, "the attribution worker answered an unknown outcome"))
 }
 

@@ -7,12 +7,15 @@ package edge
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +74,9 @@ type Server struct {
 	m         *metrics
 	dropLog   rateLog
 	openOnce  sync.Once
+	// ridPrefix and ridSeq make request ids: unique per process run.
+	ridPrefix string
+	ridSeq    atomic.Uint64
 }
 
 // Open prepares the server: metrics, and the last catalog kept in the outbox.
@@ -83,6 +89,9 @@ func (s *Server) Open() error {
 		s.Logger = slog.New(slog.DiscardHandler)
 	}
 	s.Logger = s.Logger.With("component", "edge")
+	var rb [4]byte
+	_, _ = rand.Read(rb[:])
+	s.ridPrefix = hex.EncodeToString(rb[:]) + "-"
 	if s.Now == nil {
 		s.Now = time.Now
 	}
@@ -227,6 +236,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.m.redirectH.Observe(time.Since(start).Seconds())
 		return
 	case bytes.Equal(path, pathClicks):
+		s.setRequestID(ctx)
 		if ctx.IsPost() {
 			route = routeClicksNew
 			s.partnacCreateClick(ctx)
@@ -252,14 +262,57 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			ctx.SetBodyString("not ready\n")
 		}
 	default:
+		s.setRequestID(ctx)
 		var ok bool
 		if route, ok = s.serveDialect(ctx); !ok {
 			route = routeOther
 			writeError(ctx, errf(CodeNotFound, "no such route"))
 		}
 	}
+	if st := ctx.Response.StatusCode(); st >= 500 {
+		s.reqLog(ctx).Error("request failed", "method", string(ctx.Method()), "route", route, "status", st)
+	}
 	s.m.requests.WithLabelValues(route, statusClass(ctx.Response.StatusCode())).Inc()
 	s.m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+}
+
+// HeaderRequestID carries a request's id on every API answer; a caller's own
+// id (1-64 of [A-Za-z0-9._-]) is kept, others are replaced by the edge's.
+const HeaderRequestID = "X-Request-Id"
+
+// setRequestID puts the request's id on the answer: the caller's when it
+// is usable, else a fresh one. Redirects carry none (their path stays free
+// of per-request work that is not needed).
+func (s *Server) setRequestID(ctx *fasthttp.RequestCtx) {
+	if id := ctx.Request.Header.Peek(HeaderRequestID); validRequestID(id) {
+		ctx.Response.Header.SetBytesV(HeaderRequestID, id)
+		return
+	}
+	var buf [32]byte
+	b := append(buf[:0], s.ridPrefix...)
+	b = strconv.AppendUint(b, s.ridSeq.Add(1), 36)
+	ctx.Response.Header.SetBytesV(HeaderRequestID, b)
+}
+
+func validRequestID(id []byte) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// reqLog is the logger for one API request: it carries the request id, so
+// that a merchant quoting the X-Request-Id of a failed call finds its lines.
+func (s *Server) reqLog(ctx *fasthttp.RequestCtx) *slog.Logger {
+	if id := ctx.Response.Header.Peek(HeaderRequestID); len(id) > 0 {
+		return s.Logger.With("request_id", string(id))
+	}
+	return s.Logger
 }
 
 // handleParseError answers requests fasthttp could not parse (body too large,
