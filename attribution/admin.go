@@ -100,6 +100,7 @@ func (a *AdminAPI) Handler() (http.Handler, error) {
 	}
 	type m = map[string]func(*http.Request) (int, any, error)
 	route("/admin/v1/catalog", m{"GET": a.getCatalog, "PUT": a.putCatalog})
+	mux.Handle("/admin/v1/backup", a.serveBackup())
 	route("/admin/v1/merchants", m{"GET": a.listMerchants, "POST": a.createMerchant})
 	route("/admin/v1/merchants/{id}", m{"GET": a.getMerchant, "PATCH": a.patchMerchant})
 	route("/admin/v1/merchants/{id}/keys", m{"GET": a.listKeys, "POST": a.createKey})
@@ -380,6 +381,42 @@ func assign(dst, src any) error {
 
 func notFound(kind, id string) error {
 	return adminErr(http.StatusNotFound, AdminCodeNotFound, "no %s %q", kind, id)
+}
+
+// serveBackup streams a consistent copy of the worker's store: a bbolt
+// file, written from one read transaction while the worker keeps running.
+func (a *AdminAPI) serveBackup() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="clickedge-admin"`)
+			writeAdminError(w, adminErr(http.StatusUnauthorized, AdminCodeUnauthorized, "missing or wrong admin token"))
+			return
+		}
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", "GET")
+			writeAdminError(w, adminErr(http.StatusMethodNotAllowed, AdminCodeMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
+			return
+		}
+		started := false
+		n, err := a.Worker.Backup(w, func(size int64) {
+			started = true
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+			w.Header().Set("Content-Disposition", `attachment; filename="worker.db"`)
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusOK)
+		})
+		if err != nil {
+			a.logger().Error("backup failed", "written", n, "err", err)
+			if !started {
+				writeAdminError(w, adminErr(http.StatusServiceUnavailable, AdminCodeUnavailable, "backup: %v", err))
+			}
+			// Past the header the short body (under Content-Length) tells
+			// the client the copy is incomplete.
+			return
+		}
+		a.logger().Info("backup written", "bytes", n)
+	})
 }
 
 // ---- catalog ----

@@ -30,7 +30,7 @@ func TestExampleCatalogs(t *testing.T) {
 	// The example documents every field: each must be set somewhere, or a
 	// field added to the catalog types went undocumented.
 	for _, unset := range zeroFields(reflect.ValueOf(*fromYAML), "catalog") {
-		if unset == "catalog.Version" || unset == "catalog.UpdatedAt" {
+		if unset == "catalog.Version" || unset == "catalog.UpdatedAt" || unset == "catalog.SourceDigest" {
 			continue // assigned by the worker; documented as such
 		}
 		t.Errorf("example catalog never sets %s", unset)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -512,4 +513,13 @@ func (w *Worker) Ledger(merchantID, partnerID string) ([]LedgerEntry, error) {
 		return err
 	})
 	return out, err
+}
+
+// Backup writes a consistent copy of the store to out (see Store.Backup).
+func (w *Worker) Backup(out io.Writer, size func(int64)) (n int64, err error) {
+	err = w.read(func() error {
+		n, err = w.Store.Backup(out, size)
+		return err
+	})
+	return n, err
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -54,7 +55,6 @@ var (
 	bucketCounts     = []byte("counts")               // index bucket name 0 prefix → uint64; "clicks" 0 → all clicks
 	bucketMeta       = []byte("meta")                 // catalog
 	keyCatalog       = []byte("catalog")
-	keyCatalogSource = []byte("catalog_source") // digest of the catalog file last applied
 	allBuckets       = [][]byte{bucketClicks, bucketByMerchant, bucketByCampaign, bucketByPartner, bucketByBoth, bucketCounts, bucketMeta,
 		bucketConversions, bucketConvIndex, bucketConvCounts, bucketEvents, bucketCustomers, bucketReferrals, bucketLedger, bucketHolds}
 )
@@ -353,29 +353,29 @@ func (s *Store) SaveCatalog(c *redirect.Catalog) error {
 	return nil
 }
 
-// SetCatalogSource records the digest of the catalog file last applied, so
-// that a restart with the same file keeps changes made since through the
-// admin API.
-func (s *Store) SetCatalogSource(digest string) error {
+// Backup writes a consistent copy of the whole database to w while the
+// store stays in use (one read transaction), and returns its size; size, when
+// not nil, is told the copy's size before it is written. The copy is a bbolt
+// file: restore it by putting it in place of the store's file while the
+// worker is stopped, then start the worker with Rebuild to replay what the
+// stream holds beyond it.
+func (s *Store) Backup(w io.Writer, size func(int64)) (int64, error) {
 	if s.db == nil {
-		return ErrStoreClosed
+		return 0, ErrStoreClosed
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(keyCatalogSource, []byte(digest))
-	})
-}
-
-// CatalogSource returns what SetCatalogSource recorded, or "".
-func (s *Store) CatalogSource() (string, error) {
-	if s.db == nil {
-		return "", ErrStoreClosed
-	}
-	var d string
+	var n int64
 	err := s.db.View(func(tx *bolt.Tx) error {
-		d = string(tx.Bucket(bucketMeta).Get(keyCatalogSource))
-		return nil
+		if size != nil {
+			size(tx.Size())
+		}
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
 	})
-	return d, err
+	if err != nil {
+		return n, fmt.Errorf("backup %s: %w", s.Path, err)
+	}
+	return n, nil
 }
 
 // Catalog returns the saved catalog, or nil and no error when none was saved.

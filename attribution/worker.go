@@ -68,6 +68,11 @@ type Worker struct {
 	// into an empty store (with the same catalog) it rebuilds every
 	// conversion, customer and ledger entry exactly.
 	EventDurable string
+	// Rebuild deletes the worker's durable consumers at Start, so that both
+	// streams are replayed from their first message into the store: to
+	// rebuild an empty store, or to catch a restored backup up. Replay
+	// changes nothing that the store already holds.
+	Rebuild bool
 	// Now stamps ReceivedAt on clicks and UpdatedAt on catalogs; nil means
 	// time.Now.
 	Now func() time.Time
@@ -226,8 +231,21 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := sink.EnsureStreams(ctx, w.JS, w.Streams); err != nil {
 		return fail(err)
 	}
+	if w.Rebuild {
+		// Deleting the durables makes them start again from the first
+		// message of each stream; the store is idempotent on replay.
+		for _, d := range []struct{ stream, name string }{{sink.ClickStream, w.Durable}, {sink.EventStream, w.EventDurable}} {
+			if err := w.JS.DeleteConsumer(ctx, d.stream, d.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return fail(fmt.Errorf("rebuild: delete consumer %s of %s: %w", d.name, d.stream, err))
+			}
+			w.log.Info("rebuild: replaying the whole stream", "stream", d.stream, "consumer", d.name)
+		}
+	}
 	kv, err := w.catalogKV(ctx)
 	if err != nil {
+		return fail(err)
+	}
+	if err := w.adoptCatalog(ctx, kv); err != nil {
 		return fail(err)
 	}
 	stored, err := w.Store.Catalog()
@@ -552,6 +570,53 @@ func (w *Worker) catalogKVLocked(ctx context.Context) (jetstream.KeyValue, error
 	}
 	w.kv = kv
 	return kv, nil
+}
+
+// AdoptCatalog gives a worker whose store holds no catalog (a new worker, or
+// one rebuilding its store) the catalog of the KV bucket, version kept, so
+// that it attributes with what the edges serve and never publishes an older
+// version over it. It does nothing when the store has a catalog or the
+// bucket none. Start calls it too.
+func (w *Worker) AdoptCatalog(ctx context.Context) error {
+	if w.JS == nil {
+		return nil
+	}
+	w.catMu.Lock()
+	kv, err := w.catalogKVLocked(ctx)
+	w.catMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("adopt catalog: %w", err)
+	}
+	return w.adoptCatalog(ctx, kv)
+}
+
+func (w *Worker) adoptCatalog(ctx context.Context, kv jetstream.KeyValue) error {
+	w.catMu.Lock()
+	defer w.catMu.Unlock()
+	stored, err := w.Store.Catalog()
+	if err != nil || stored != nil {
+		return err
+	}
+	e, err := kv.Get(ctx, sink.CatalogKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("adopt catalog: %w", err)
+	}
+	var c redirect.Catalog
+	if err := json.Unmarshal(e.Value(), &c); err != nil {
+		return fmt.Errorf("adopt catalog revision %d: %w", e.Revision(), err)
+	}
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("adopt catalog revision %d: %w", e.Revision(), err)
+	}
+	if err := w.Store.SaveCatalog(&c); err != nil {
+		return err
+	}
+	w.setIndex(&c)
+	w.logger().Info("empty store: adopted the catalog of the KV bucket", "version", c.Version)
+	return nil
 }
 
 // republish puts the stored catalog in the bucket unless the bucket already

@@ -173,6 +173,11 @@ type Catalog struct {
 	// Version increases with every change the worker publishes.
 	Version   uint64     `json:"version"`
 	UpdatedAt time.Time  `json:"updated_at"`
+	// SourceDigest is the hex SHA-256 of the catalog file this catalog was
+	// last seeded from (set by the worker; empty when it never was). A
+	// worker started again with the same file keeps the catalog as it is,
+	// admin changes included.
+	SourceDigest string `json:"source_digest,omitempty"`
 	Merchants []Merchant `json:"merchants"`
 	Campaigns []Campaign `json:"campaigns"`
 	Partners  []Partner  `json:"partners"`

@@ -327,27 +327,7 @@ func TestCatalogFileSeedsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := func() (*App, func()) {
-		ctx, cancel := context.WithCancel(context.Background())
-		appc, errc := make(chan *App, 1), make(chan error, 1)
-		go func() {
-			errc <- run(ctx, []string{"serve", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--metrics-addr", "",
-				"--nats-listen", "", "--admin-listen", "127.0.0.1:0", "--admin-token", adminTestToken, "--catalog", cat,
-				"--drain-delay", "0", "--log-level", "error"}, io.Discard, io.Discard, func(a *App) { appc <- a })
-		}()
-		select {
-		case a := <-appc:
-			return a, func() {
-				cancel()
-				if err := <-errc; err != nil {
-					t.Errorf("serve: %v", err)
-				}
-			}
-		case err := <-errc:
-			t.Fatalf("serve: %v", err)
-		case <-time.After(30 * time.Second):
-			t.Fatal("serve did not start")
-		}
-		return nil, nil
+		return serveIn(t, filepath.Join(dir, "data"), "--admin-token", adminTestToken, "--catalog", cat)
 	}
 	a, stop := start()
 	if code, out := adm(t, a, "POST", "/admin/v1/merchants", `{"id":"added_by_admin"}`); code != 201 {
@@ -366,5 +346,142 @@ func TestCatalogFileSeedsOnce(t *testing.T) {
 	defer stop()
 	if code, out := adm(t, a, "GET", "/admin/v1/merchants/added_by_admin", ""); code != 404 {
 		t.Fatalf("a changed file was not applied: %d %v", code, out)
+	}
+}
+
+// serveIn runs serve on the data directory dir (kept across calls) with the
+// admin API on a random port; stop ends it and waits.
+func serveIn(t *testing.T, dir string, extra ...string) (a *App, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	appc, errc := make(chan *App, 1), make(chan error, 1)
+	args := append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0", "--metrics-addr", "",
+		"--nats-listen", "", "--admin-listen", "127.0.0.1:0", "--drain-delay", "0", "--log-level", "error"}, extra...)
+	go func() { errc <- run(ctx, args, io.Discard, io.Discard, func(a *App) { appc <- a }) }()
+	select {
+	case a := <-appc:
+		stopped := false
+		stop = func() {
+			if stopped {
+				return
+			}
+			stopped = true
+			cancel()
+			if err := <-errc; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		}
+		t.Cleanup(stop)
+		return a, stop
+	case err := <-errc:
+		cancel()
+		t.Fatalf("serve: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("serve did not start")
+	}
+	return nil, nil
+}
+
+// workerState is what a rebuilt worker must reproduce.
+type workerState struct {
+	clicks, conversions float64
+	balance, paid       float64
+	ledger              int
+}
+
+func readState(t *testing.T, a *App) workerState {
+	t.Helper()
+	var st workerState
+	var clicks listed
+	if code := getJSON(t, "http://"+a.EdgeAddr+"/v1/tracking/clicks?limit=1", testKey, &clicks); code != 200 {
+		t.Fatalf("clicks: %d", code)
+	}
+	st.clicks = float64(clicks.Pagination.Total)
+	code, out := adm(t, a, "GET", "/admin/v1/merchants/demo/conversions", "")
+	if code != 200 {
+		t.Fatalf("conversions: %d %v", code, out)
+	}
+	st.conversions = out["total"].(float64)
+	code, out = adm(t, a, "GET", "/admin/v1/partners/alice/balance", "")
+	if code != 200 {
+		t.Fatalf("balance: %d %v", code, out)
+	}
+	d := data(out)
+	st.balance, st.paid, st.ledger = d["balance_minor"].(float64), d["paid_minor"].(float64), len(d["ledger"].([]any))
+	return st
+}
+
+// TestBackupAndRebuild: a backup taken through the admin API, restored and
+// caught up with --rebuild, and an empty store rebuilt from the streams,
+// both end with exactly the state of the worker they replace.
+func TestBackupAndRebuild(t *testing.T) {
+	dir := t.TempDir()
+	a, stop := serveIn(t, dir, "--demo", "--demo-api-key", testKey, "--admin-token", adminTestToken)
+	base := "http://" + a.EdgeAddr
+	fire := func(order, amount string) {
+		t.Helper()
+		click, _ := clickID(t, a.EdgeAddr, "alice", "click_id")
+		code, resp := call(t, "POST", base+"/v1/tracking/conversions", `{"partnership_code":"ALICE10","unique_id":"`+order+
+			`","conversion_type":"sale","amount":"`+amount+`","session_id":"`+click+`"}`)
+		if code != 201 {
+			t.Fatalf("conversion %s: %d %v", order, code, resp)
+		}
+	}
+	fire("bk_1", "100.00")
+	fire("bk_2", "40.00")
+	if code, out := adm(t, a, "POST", "/admin/v1/merchants/demo/conversions/bk_1/status", `{"status":"approved"}`); code != 200 {
+		t.Fatalf("approve: %d %v", code, out)
+	}
+	if code, out := adm(t, a, "POST", "/admin/v1/merchants/demo/payouts", `{"partner_id":"alice","reference":"r1"}`); code != 200 {
+		t.Fatalf("payout: %d %v", code, out)
+	}
+	waitFor(t, "both clicks at the worker", 10*time.Second, func() bool { return readState(t, a).clicks == 2 })
+
+	// The backup is a bbolt file holding the store as it was.
+	req, _ := http.NewRequest("GET", "http://"+a.AdminAddr+"/admin/v1/backup", nil)
+	req.Header.Set("Authorization", "Bearer "+adminTestToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshot, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || int64(len(snapshot)) != resp.ContentLength || len(snapshot) < 4096 {
+		t.Fatalf("backup: %d, %d bytes of %d", resp.StatusCode, len(snapshot), resp.ContentLength)
+	}
+	if code, _ := adm(t, a, "GET", "/admin/v1/backup", "", "wrong-token-wrong-token-wrong"); code != 401 {
+		t.Fatalf("backup without the token: %d", code)
+	}
+	// Changes after the backup: the restore must get them from the streams.
+	fire("bk_3", "10.00")
+	if code, out := adm(t, a, "POST", "/admin/v1/merchants/demo/conversions/bk_2/status", `{"status":"rejected"}`); code != 200 {
+		t.Fatalf("reject: %d %v", code, out)
+	}
+	waitFor(t, "the third click at the worker", 10*time.Second, func() bool { return readState(t, a).clicks == 3 })
+	want := readState(t, a)
+	if want.conversions != 3 || want.paid != 1000 || want.balance != 100 {
+		t.Fatalf("state before the restore: %+v", want)
+	}
+	stop()
+
+	// Restore the backup, then catch up from the streams.
+	store := filepath.Join(dir, "worker.db")
+	if err := os.WriteFile(store, snapshot, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, stop = serveIn(t, dir, "--demo", "--demo-api-key", testKey, "--admin-token", adminTestToken, "--rebuild")
+	waitFor(t, "the restored store to catch up", 10*time.Second, func() bool { return readState(t, a) == want })
+	stop()
+
+	// An empty store rebuilt from the streams, the catalog taken from the KV bucket.
+	if err := os.Remove(store); err != nil {
+		t.Fatal(err)
+	}
+	a, stop = serveIn(t, dir, "--demo", "--demo-api-key", testKey, "--admin-token", adminTestToken, "--rebuild")
+	defer stop()
+	waitFor(t, "the empty store to be rebuilt", 10*time.Second, func() bool { return readState(t, a) == want })
+	if code, out := adm(t, a, "GET", "/admin/v1/merchants/demo/conversions/bk_2", ""); code != 200 || data(out)["status"] != "rejected" {
+		t.Fatalf("rebuilt bk_2: %d %v", code, out)
 	}
 }

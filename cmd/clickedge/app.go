@@ -254,10 +254,14 @@ func startWorker(ctx context.Context, cfg *Config, log *slog.Logger, nc *nats.Co
 	}
 	onClose("worker store", func(context.Context) error { return store.Close() })
 	w := &attribution.Worker{Store: store, NC: nc, JS: js, Minter: minter, Logger: log, Registerer: reg,
-		Streams: sink.StreamConfig{Replicas: cfg.Replicas}, KVReplicas: cfg.Replicas}
+		Streams: sink.StreamConfig{Replicas: cfg.Replicas}, KVReplicas: cfg.Replicas, Rebuild: cfg.Rebuild}
 	// The catalog is stored before the worker starts consuming, so that no
 	// event is attributed under an older catalog than the one given; Start
-	// then publishes it to the KV bucket.
+	// then publishes it to the KV bucket. A worker with an empty store (new,
+	// or rebuilding) first takes the catalog the KV bucket holds.
+	if err := w.AdoptCatalog(ctx); err != nil {
+		return nil, err
+	}
 
 	switch {
 	case cfg.Catalog != "":
@@ -274,11 +278,7 @@ func startWorker(ctx context.Context, cfg *Config, log *slog.Logger, nc *nats.Co
 		if err != nil {
 			return nil, err
 		}
-		last, err := store.CatalogSource()
-		if err != nil {
-			return nil, err
-		}
-		if cur != nil && last == digest {
+		if cur != nil && cur.SourceDigest == digest {
 			log.Info("catalog file unchanged since it was applied; keeping the stored catalog and its admin changes",
 				"file", cfg.Catalog, "version", cur.Version)
 			break
@@ -287,12 +287,10 @@ func startWorker(ctx context.Context, cfg *Config, log *slog.Logger, nc *nats.Co
 		if err != nil {
 			return nil, err
 		}
+		c.SourceDigest = digest
 		c, err = w.SetCatalog(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("publish catalog %s: %w", cfg.Catalog, err)
-		}
-		if err := store.SetCatalogSource(digest); err != nil {
-			return nil, err
 		}
 		log.Info("catalog loaded", "file", cfg.Catalog, "version", c.Version)
 	case cfg.Demo:

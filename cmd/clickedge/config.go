@@ -37,6 +37,7 @@ type Config struct {
 	LogFormat      string
 	AdminListen    string
 	AdminToken     string
+	Rebuild        bool
 }
 
 // envName is the environment variable of a flag: --ip-privacy → CLICKEDGE_IP_PRIVACY.
@@ -79,6 +80,7 @@ func parseFlags(mode string, args []string, stderr io.Writer, lookup func(string
 		fs.StringVar(&c.Catalog, "catalog", "", "catalog file (JSON or YAML, see docs/catalog.example.yaml) loaded into the worker at start")
 		fs.BoolVar(&c.Demo, "demo", false, "load the demo catalog when the worker has none (its API key is printed once)")
 		fs.StringVar(&c.DemoAPIKey, "demo-api-key", "", "API key of the demo merchant (default: generated and printed once)")
+		fs.BoolVar(&c.Rebuild, "rebuild", false, "at start, replay the click and event streams from their first message into the store (rebuild an empty store or catch up a restored backup; replay changes nothing already stored)")
 		fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:8081", "address of the admin API (merchants, keys, campaigns, partners, links, payouts; see docs/admin-api.md); empty: none")
 		fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token of the admin API, at least 24 characters; without one the admin API is off (serve --demo generates and prints one)")
 	}
