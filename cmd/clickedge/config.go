@@ -77,7 +77,7 @@ func parseFlags(mode string, args []string, stderr io.Writer, lookup func(string
 		fs.DurationVar(&c.FlushTimeout, "flush-timeout", 5*time.Second, "on shutdown, how long to keep shipping the outbox to NATS")
 	}
 	if worker {
-		fs.StringVar(&c.Catalog, "catalog", "", "catalog file (JSON or YAML, see docs/catalog.example.yaml) loaded into the worker at start")
+		fs.StringVar(&c.Catalog, "catalog", "", "catalog file (JSON or YAML, see docs/catalog.example.yaml) that seeds the worker: applied at start when no catalog is stored or the file changed since it was applied")
 		fs.BoolVar(&c.Demo, "demo", false, "load the demo catalog when the worker has none (its API key is printed once)")
 		fs.StringVar(&c.DemoAPIKey, "demo-api-key", "", "API key of the demo merchant (default: generated and printed once)")
 		fs.BoolVar(&c.Rebuild, "rebuild", false, "at start, replay the click and event streams from their first message into the store (rebuild an empty store or catch up a restored backup; replay changes nothing already stored)")

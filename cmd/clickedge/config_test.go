@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +56,45 @@ func TestRunUsageErrors(t *testing.T) {
 		err := run(context.Background(), tt.args, io.Discard, io.Discard, nil)
 		if err == nil || !strings.Contains(err.Error(), tt.want) || exitCode(err) != 2 {
 			t.Errorf("run(%q) = %v, want a usage error about %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+// TestREADMEDocumentsEveryFlag: every flag of every command has a row in
+// README's flag table naming the commands that take it.
+func TestREADMEDocumentsEveryFlag(t *testing.T) {
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if name, ok := strings.CutPrefix(line, "| `--"); ok {
+			if i := strings.Index(name, "`"); i > 0 {
+				rows[name[:i]] = line
+			}
+		}
+	}
+	for _, mode := range []string{"serve", "edge", "worker"} {
+		var help bytes.Buffer
+		if _, err := parseFlags(mode, []string{"--help"}, &help, func(string) (string, bool) { return "", false }); err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(help.String(), "\n") {
+			name, ok := strings.CutPrefix(line, "  --")
+			if !ok {
+				continue
+			}
+			name = strings.Fields(name)[0]
+			row, ok := rows[name]
+			if !ok {
+				t.Errorf("README has no row for --%s", name)
+				continue
+			}
+			cmds := strings.Split(row, "|")[2]
+			if !strings.Contains(cmds, mode) && !strings.Contains(cmds, "all") {
+				t.Errorf("README row of --%s does not list %s: %q", name, mode, cmds)
+			}
 		}
 	}
 }
