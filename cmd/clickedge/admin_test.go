@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clickedge/clickedge/attribution"
 )
 
 const adminTestToken = "test-admin-token-0123456789abcdef"
@@ -452,6 +454,23 @@ func TestBackupAndRebuild(t *testing.T) {
 	}
 	if code, _ := adm(t, a, "GET", "/admin/v1/backup", "", "wrong-token-wrong-token-wrong"); code != 401 {
 		t.Fatalf("backup without the token: %d", code)
+	}
+	// The same through the CLI: a bbolt file that opens as a store.
+	cliCopy := filepath.Join(t.TempDir(), "copy.db")
+	if _, errOut, err := adminRunApp(t, a, "backup", "save", "--file", cliCopy); err != nil || !strings.Contains(errOut, "copied to "+cliCopy) {
+		t.Fatalf("admin backup save: %v %q", err, errOut)
+	}
+	copyStore := attribution.NewStore(cliCopy)
+	if err := copyStore.Open(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := copyStore.ClickCount()
+	copyStore.Close()
+	if err != nil || n != 2 {
+		t.Fatalf("the CLI's copy holds %d clicks (%v), want 2", n, err)
+	}
+	if _, _, err := adminRunApp(t, a, "backup", "save"); err == nil {
+		t.Fatal("backup save without --file succeeded")
 	}
 	// Changes after the backup: the restore must get them from the streams.
 	fire("bk_3", "10.00")

@@ -4,6 +4,7 @@
 //	clickedge serve   embedded NATS JetStream + edge + worker in one process
 //	clickedge edge    the public edge against an external NATS (--nats)
 //	clickedge worker  the attribution worker against an external NATS (--nats)
+//	clickedge admin   drive the admin API of a worker (see docs/admin-api.md)
 //
 // Every flag has a CLICKEDGE_* environment equivalent; see `clickedge <cmd> --help`.
 package main
@@ -32,6 +33,8 @@ Usage:
   clickedge serve  [flags]   embedded NATS JetStream + edge + worker in one process
   clickedge edge   [flags]   the public edge, against an external NATS (--nats)
   clickedge worker [flags]   the attribution worker, against an external NATS (--nats)
+  clickedge admin  COMMAND   manage merchants, keys, campaigns, partners, links and payouts
+                             through the admin API ("clickedge admin --help")
   clickedge version          print the version
 
 Run "clickedge <command> --help" for the flags of a command. Every flag can also
@@ -69,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, started f
 			return nil
 		}
 		return runApp(ctx, cfg, stdout, stderr, started)
+	case "admin":
+		return runAdmin(ctx, args[1:], os.LookupEnv, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "clickedge", version)
 		return nil
