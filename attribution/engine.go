@@ -46,8 +46,8 @@ type applied struct {
 	dialect string
 	// attributedBy is set for a newly recorded conversion.
 	attributedBy string
-	// ledger lists the kinds of the entries booked.
-	ledger []string
+	// ledger lists the entries booked (kind, amount, currency) for metrics.
+	ledger []LedgerEntry
 }
 
 // ApplyEvents applies events in order in one transaction, the way the worker
@@ -1091,7 +1091,7 @@ func (a *applier) bookEntry(e LedgerEntry) error {
 	if err := b.Put(key, data); err != nil {
 		return fmt.Errorf("book %s of %d on %s: %w", e.Kind, e.AmountMinor, e.Account, err)
 	}
-	a.out.ledger = append(a.out.ledger, e.Kind)
+	a.out.ledger = append(a.out.ledger, LedgerEntry{Kind: e.Kind, AmountMinor: e.AmountMinor, Currency: e.Currency})
 	return nil
 }
 

@@ -1013,3 +1013,183 @@ func TestListConversions(t *testing.T) {
 	}
 	f.checkInvariants()
 }
+
+// TestCustomerEmailCrossDevice: Affilync's customer_email is "used for
+// cross-device attribution". A conversion whose click made a partner's
+// customer out of an email hash passes that partner on to a later
+// conversion that carries only the same hash (another device, no click).
+func TestCustomerEmailCrossDevice(t *testing.T) {
+	f := newFixture(t)
+	click := f.putClick(clickSpec{campaign: "k_last", partner: "alice"})
+	affilync := func(at time.Duration, c sink.ConversionEvent) sink.Event {
+		ev := f.conv(at, c)
+		ev.Dialect = sink.DialectAffilync
+		return ev
+	}
+	first := f.apply1(affilync(10*time.Minute, sink.ConversionEvent{UniqueID: "desktop", ClickID: click, CustomerEmailHash: "hash_jane", AmountMinor: 5000}))
+	if c := first.Conversion; c == nil || c.AttributedBy != sink.ByClickID || c.PartnerID != "alice" {
+		t.Fatalf("first conversion = %s %+v, want by click to alice", first.Outcome, first.Conversion)
+	}
+	if cu, ok, err := f.s.Customer("m1", "email:hash_jane"); err != nil || !ok || cu.PartnerID != "alice" {
+		t.Fatalf("customer of the hash = %+v %v %v, want alice's", cu, ok, err)
+	}
+	tests := []struct {
+		name                  string
+		at                    time.Duration
+		conv                  sink.ConversionEvent
+		by, partner, campaign string
+		commission            int64
+	}{
+		// Two days later, far outside the click's one-hour window.
+		{"same hash on another device, no click", 48 * time.Hour,
+			sink.ConversionEvent{UniqueID: "phone", CustomerEmailHash: "hash_jane", AmountMinor: 2000}, sink.ByCustomer, "alice", "k_last", 200},
+		{"another hash is nobody's", 48 * time.Hour,
+			sink.ConversionEvent{UniqueID: "other", CustomerEmailHash: "hash_john", AmountMinor: 2000}, sink.ByNone, "", "k_last", 0},
+		{"no hash at all", 48 * time.Hour,
+			sink.ConversionEvent{UniqueID: "anon", AmountMinor: 2000}, sink.ByNone, "", "k_last", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := f.apply1(affilync(tt.at, tt.conv))
+			c := r.Conversion
+			if r.Outcome != sink.OutcomeApplied || c == nil {
+				t.Fatalf("outcome %s %v", r.Outcome, r.Error)
+			}
+			if g, w := []string{c.AttributedBy, c.PartnerID, c.CampaignID}, []string{tt.by, tt.partner, tt.campaign}; !reflect.DeepEqual(g, w) {
+				t.Errorf("by, partner, campaign = %q, want %q", g, w)
+			}
+			if c.CommissionMinor != tt.commission || c.CustomerEmailHash != tt.conv.CustomerEmailHash {
+				t.Errorf("commission %d hash %q, want %d %q", c.CommissionMinor, c.CustomerEmailHash, tt.commission, tt.conv.CustomerEmailHash)
+			}
+		})
+	}
+	// The same hash at another merchant is another customer.
+	ev := f.conv(48*time.Hour, sink.ConversionEvent{UniqueID: "m2-order", CustomerEmailHash: "hash_jane", AmountMinor: 2000})
+	ev.MerchantID, ev.ID, ev.Dialect = "m2", sink.EventID("m2", sink.KindConversion, "m2-order"), sink.DialectAffilync
+	if r := f.apply1(ev); r.Conversion == nil || r.Conversion.AttributedBy != sink.ByNone || r.Conversion.PartnerID != "" {
+		t.Errorf("m2 conversion with m1's customer hash = %s %+v, want unattributed", r.Outcome, r.Conversion)
+	}
+	f.checkInvariants()
+}
+
+// TestRefundReasonIsLedgerNote: the refund's reason ("Why the refund
+// occurred") is the note of the ledger entry the refund books, before and
+// after payment; a refund without one books an entry without a note.
+func TestRefundReasonIsLedgerNote(t *testing.T) {
+	f := newFixture(t)
+	refund := func(unique string, amount int64, full bool, ext, reason string) sink.Event {
+		return f.event("m1", time.Hour, sink.KindRefund, &sink.RefundEvent{UniqueID: unique, AmountMinor: amount, Full: full,
+			ExternalRefundID: ext, Reason: reason, ReversePaidEarnings: true})
+	}
+	f.apply1(f.conv(time.Minute, sink.ConversionEvent{UniqueID: "o1", PartnerKey: "ALICE", AmountMinor: 10000}))
+	f.apply1(f.conv(time.Minute, sink.ConversionEvent{UniqueID: "o2", PartnerKey: "ALICE", AmountMinor: 10000}))
+	f.apply(f.status("o2", sink.StatusApproved), f.status("o2", sink.StatusPaid))
+	for _, ev := range []sink.Event{
+		refund("o1", 2500, false, "r1", "customer_request"),
+		refund("o1", 0, true, "r2", ""),
+		refund("o2", 0, true, "r3", "chargeback: card stolen"),
+	} {
+		if r := f.apply1(ev); r.Outcome != sink.OutcomeApplied {
+			t.Fatalf("refund %s: %s %v", ev.ID, r.Outcome, r.Error)
+		}
+	}
+	entries, err := f.s.Ledger("m1", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Kind+" "+itoa(e.AmountMinor)+" "+e.Note)
+	}
+	want := []string{
+		"commission 1000 ", "commission 1000 ", "payout -1000 paid",
+		"reversal -250 customer_request", "reversal -750 ", "clawback -1000 chargeback: card stolen",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ledger = %q\nwant %q", got, want)
+	}
+	f.checkInvariants()
+}
+
+// TestStatusNoteStored: the note of an approval or rejection (Affilync
+// PATCH "note") is kept on the conversion; a later status change without a
+// note keeps it, one with a note replaces it.
+func TestStatusNoteStored(t *testing.T) {
+	f := newFixture(t)
+	c := f.apply1(f.conv(time.Minute, sink.ConversionEvent{UniqueID: "o1", PartnerKey: "ALICE", AmountMinor: 10000})).Conversion
+	f.apply1(f.conv(time.Minute, sink.ConversionEvent{UniqueID: "o2", PartnerKey: "ALICE", AmountMinor: 10000}))
+	note := func(ref, status, note string) sink.Event {
+		return f.event("m1", time.Hour, sink.KindStatus, &sink.StatusEvent{ConversionID: ref, Status: status, Note: note})
+	}
+	steps := []struct {
+		name     string
+		ev       sink.Event
+		unique   string
+		wantNote string
+		status   string
+	}{
+		{"approve by conversion id with the document's note", note(c.ID, sink.StatusApproved, "Verified in our system"), "o1", "Verified in our system", sink.StatusApproved},
+		{"pay without a note keeps it", note(c.ID, sink.StatusPaid, ""), "o1", "Verified in our system", sink.StatusPaid},
+		{"reject by unique id with a note", f.event("m1", time.Hour, sink.KindStatus, &sink.StatusEvent{UniqueID: "o2", Status: sink.StatusRejected, Note: "duplicate order"}),
+			"o2", "duplicate order", sink.StatusRejected},
+	}
+	for _, s := range steps {
+		r := f.apply1(s.ev)
+		if r.Outcome != sink.OutcomeApplied || r.Conversion.Note != s.wantNote {
+			t.Errorf("%s: %s %v note %q, want applied with %q", s.name, r.Outcome, r.Error, r.Conversion.Note, s.wantNote)
+			continue
+		}
+		if got := f.record(s.unique); got.Note != s.wantNote || got.Status != s.status {
+			t.Errorf("%s: stored note %q status %s, want %q %s", s.name, got.Note, got.Status, s.wantNote, s.status)
+		}
+	}
+	f.checkInvariants()
+}
+
+// TestFirstClickChainBound: first-click attribution follows the visitor's
+// cookie history (PrevClickID) at most maxClickChain steps back, so a
+// history of any length costs a bounded number of reads.
+func TestFirstClickChainBound(t *testing.T) {
+	if maxClickChain != 16 {
+		t.Fatalf("maxClickChain = %d, the documented bound is 16", maxClickChain)
+	}
+	tests := []struct {
+		name        string
+		clicks      int // in the chain, the conversion names the newest
+		wantPartner string
+		wantIndex   int // of the click credited, 0 the oldest
+	}{
+		{"16 steps back reach the oldest click", 17, "alice", 0},
+		{"the 17th step is not taken", 18, "bob", 1},
+		{"a long history stops after 16 steps", 40, "carol", 40 - 1 - 16},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			ids := make([]string, tt.clicks)
+			for i := range ids {
+				partner := "carol"
+				switch i {
+				case 0:
+					partner = "alice"
+				case 1:
+					partner = "bob"
+				}
+				c := clickSpec{campaign: "k_first", partner: partner, at: time.Duration(i) * time.Second}
+				if i > 0 {
+					c.prev = ids[i-1]
+				}
+				ids[i] = f.putClick(c)
+			}
+			r := f.apply1(f.conv(30*time.Minute, sink.ConversionEvent{ClickID: ids[len(ids)-1], AmountMinor: 1000}))
+			c := r.Conversion
+			if r.Outcome != sink.OutcomeApplied || c == nil {
+				t.Fatalf("outcome %s %v", r.Outcome, r.Error)
+			}
+			if c.AttributedBy != sink.ByClickID || c.ClickID != ids[tt.wantIndex] || c.PartnerID != tt.wantPartner || c.CampaignID != "k_first" {
+				idx := slices.Index(ids, c.ClickID)
+				t.Errorf("by %s click #%d partner %s campaign %s, want click_id #%d %s k_first", c.AttributedBy, idx, c.PartnerID, c.CampaignID, tt.wantIndex, tt.wantPartner)
+			}
+		})
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/clickedge/clickedge/money"
 	"github.com/clickedge/clickedge/redirect"
 	"github.com/clickedge/clickedge/sink"
 )
@@ -88,12 +89,13 @@ func (w *Worker) handleEvents(ctx context.Context, m *workerMetrics, msgs []jets
 	}
 	m.eventCommits.Inc()
 	for _, r := range res {
-		m.events.WithLabelValues(kindLabel(r.kind), r.outcome).Inc()
+		m.events.WithLabelValues(kindLabel(r.kind), dialectLabel(r.dialect), r.outcome).Inc()
 		if r.attributedBy != "" {
 			m.conversions.WithLabelValues(dialectLabel(r.dialect), r.attributedBy).Inc()
 		}
-		for _, k := range r.ledger {
-			m.ledger.WithLabelValues(k).Inc()
+		for _, e := range r.ledger {
+			m.ledger.WithLabelValues(e.Kind).Inc()
+			m.ledgerMinor.WithLabelValues(e.Kind, currencyLabel(e.Currency)).Add(float64(max(e.AmountMinor, -e.AmountMinor)))
 		}
 	}
 	for i := range evs {
@@ -103,7 +105,7 @@ func (w *Worker) handleEvents(ctx context.Context, m *workerMetrics, msgs []jets
 }
 
 func (w *Worker) terminateEvent(m *workerMetrics, msg jetstream.Msg, kind string, cause error) {
-	m.events.WithLabelValues(kind, OutcomeInvalid).Inc()
+	m.events.WithLabelValues(kind, "unknown", OutcomeInvalid).Inc()
 	var seq uint64
 	if meta, err := msg.Metadata(); err == nil {
 		seq = meta.Sequence.Stream
@@ -134,6 +136,14 @@ func dialectLabel(d string) string {
 		if d == known {
 			return d
 		}
+	}
+	return labelUnknown
+}
+
+// currencyLabel bounds the currency label to ISO 4217 codes.
+func currencyLabel(code string) string {
+	if _, err := money.LookupAnyCurrency(code); err == nil {
+		return code
 	}
 	return labelUnknown
 }

@@ -215,11 +215,11 @@ func TestWorkerEvents(t *testing.T) {
 		labels map[string]string
 		want   float64
 	}{
-		{map[string]string{"kind": "conversion", "outcome": "applied"}, 1},
-		{map[string]string{"kind": "conversion", "outcome": "duplicate"}, 1},
-		{map[string]string{"kind": "conversion", "outcome": "invalid"}, 2},
-		{map[string]string{"kind": "unknown", "outcome": "invalid"}, 1},
-		{map[string]string{"kind": "status", "outcome": "applied"}, 1},
+		{map[string]string{"kind": "conversion", "dialect": "affilync", "outcome": "applied"}, 1},
+		{map[string]string{"kind": "conversion", "dialect": "affilync", "outcome": "duplicate"}, 1},
+		{map[string]string{"kind": "conversion", "dialect": "unknown", "outcome": "invalid"}, 2},
+		{map[string]string{"kind": "unknown", "dialect": "unknown", "outcome": "invalid"}, 1},
+		{map[string]string{"kind": "status", "dialect": "partnac", "outcome": "applied"}, 1},
 	} {
 		if got := labelled(t, reg, "clickedge_worker_events_total", tt.labels); got != tt.want {
 			t.Errorf("events_total%v = %v, want %v", tt.labels, got, tt.want)
@@ -230,6 +230,9 @@ func TestWorkerEvents(t *testing.T) {
 	}
 	if got := labelled(t, reg, "clickedge_worker_ledger_entries_total", map[string]string{"kind": "commission"}); got != 1 {
 		t.Errorf("ledger_entries_total{commission} = %v, want 1", got)
+	}
+	if got := labelled(t, reg, "clickedge_worker_ledger_minor_total", map[string]string{"kind": "commission", "currency": "USD"}); got != 1000 {
+		t.Errorf("ledger_minor_total{commission,USD} = %v, want 1000", got)
 	}
 	if bal, paid, cur, err := w.PartnerBalance("m1", "alice"); bal != 1000 || paid != 0 || cur != "USD" || err != nil {
 		t.Errorf("balance = %d %d %s %v", bal, paid, cur, err)
@@ -371,7 +374,7 @@ func TestWorkerHandleEventsStoreFailure(t *testing.T) {
 	if !bad.termed || good.termed {
 		t.Errorf("terminated: invalid %v, valid %v; want true, false", bad.termed, good.termed)
 	}
-	if got := labelled(t, reg, "clickedge_worker_events_total", map[string]string{"kind": "conversion", "outcome": "applied"}); got != 0 {
+	if got := labelled(t, reg, "clickedge_worker_events_total", map[string]string{"kind": "conversion", "dialect": "affilync", "outcome": "applied"}); got != 0 {
 		t.Errorf("a failed batch counted %v applied events", got)
 	}
 	if got := labelled(t, reg, "clickedge_worker_event_commits_total", nil); got != 0 {
@@ -386,3 +389,142 @@ type fakeEventMsg struct {
 
 func (m *fakeEventMsg) Subject() string { return m.subject }
 func (m *fakeEventMsg) Term() error     { m.termed = true; return nil }
+
+// TestWorkerClickWait forces the order the click barrier exists for: the
+// conversion is in the event stream while its click, though already in the
+// click stream, has not reached the store (it is held back by a redelivery
+// delay on the worker's own click consumer). Within ClickWait the worker
+// waits for the click and attributes by it; with the wait turned off, or a
+// click later than the wait, the conversion is applied without it
+// (unknown_click).
+func TestWorkerClickWait(t *testing.T) {
+	const durable = "clickwait"
+	const clickDelay = 1500 * time.Millisecond
+	tests := []struct {
+		name      string
+		clickWait time.Duration
+		by        string
+		flags     []string
+		minWait   time.Duration // the conversion waited at least this long
+	}{
+		{"click arrives within the wait", 10 * time.Second, sink.ByClickID, nil, clickDelay - 200*time.Millisecond},
+		{"wait turned off", -1, sink.ByNone, []string{FlagUnknownClick}, 0},
+		{"click later than the wait", 300 * time.Millisecond, sink.ByNone, []string{FlagUnknownClick}, 300 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t)
+			s := openStore(t)
+			if err := sink.EnsureStreams(ctx, e.js, sink.StreamConfig{}); err != nil {
+				t.Fatal(err)
+			}
+			// The worker's click consumer, created first with the very
+			// configuration the worker gives it, so that the worker's
+			// CreateOrUpdateConsumer changes nothing.
+			cons, err := e.js.CreateOrUpdateConsumer(ctx, sink.ClickStream, jetstream.ConsumerConfig{
+				Durable: durable, Description: "clickedge worker", FilterSubject: sink.ClickSubjectPrefix + ">",
+				DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckExplicitPolicy,
+				AckWait: sink.DefaultConsumerAckWait, MaxDeliver: -1, MaxAckPending: sink.DefaultConsumerMaxAckPending,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			minter := testMinter(t, testSecret)
+			click := sink.Click{V: sink.ClickVersion, ID: minter.New(base), TS: base.UnixMilli(), Source: sink.SourceRedirect,
+				MerchantID: "m1", CampaignID: "k_last", PartnerID: "alice"}
+			publishClick(t, e, click)
+			// Take the click off the consumer and hand it back with a
+			// delay: it stays pending, unstored, for clickDelay.
+			batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var held int
+			for msg := range batch.Messages() {
+				if err := msg.NakWithDelay(clickDelay); err != nil {
+					t.Fatal(err)
+				}
+				held++
+			}
+			if held != 1 {
+				t.Fatalf("fetched %d clicks, want 1 (%v)", held, batch.Error())
+			}
+			heldAt := time.Now()
+
+			w := &Worker{
+				Store: s, NC: e.nc, JS: e.js, Minter: minter, Registerer: prometheus.NewRegistry(), Durable: durable,
+				Now: fixedNow(base.UnixMilli()), Logger: slog.New(slog.DiscardHandler), FetchWait: 50 * time.Millisecond,
+				ClickWait: tt.clickWait,
+			}
+			if _, err := w.SetCatalog(ctx, engineCatalog()); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(w.Stop)
+			f := &fixture{t: t, s: s}
+			ev := f.conv(10*time.Minute, sink.ConversionEvent{UniqueID: "o1", ClickID: click.ID, AmountMinor: 10000})
+			publishEvent(t, e, ev)
+			r, err := w.EventResult(ctx, "m1", ev.ID, sink.MaxResultWait)
+			if err != nil || r.Conversion == nil {
+				t.Fatalf("event result: %+v, %v", r, err)
+			}
+			waited := time.Since(heldAt)
+			c := r.Conversion
+			flags := c.Flags
+			if flags == nil {
+				flags = []string{}
+			}
+			wantFlags := tt.flags
+			if wantFlags == nil {
+				wantFlags = []string{}
+			}
+			if c.AttributedBy != tt.by || !reflect.DeepEqual(flags, wantFlags) || c.ClickID != click.ID {
+				t.Errorf("by %s flags %q click %s, want %s %q %s", c.AttributedBy, flags, c.ClickID, tt.by, wantFlags, click.ID)
+			}
+			if tt.by == sink.ByClickID && (c.PartnerID != "alice" || c.CommissionMinor != 1000) {
+				t.Errorf("partner %s commission %d, want alice 1000", c.PartnerID, c.CommissionMinor)
+			}
+			if waited < tt.minWait {
+				t.Errorf("the conversion was applied %v after the click was held back, want at least %v", waited, tt.minWait)
+			}
+			if tt.by == sink.ByNone && tt.clickWait < 0 && waited >= clickDelay {
+				t.Errorf("with the wait turned off the conversion still waited %v", waited)
+			}
+		})
+	}
+}
+
+// TestWorkerStoresNotes: through the streams, a refund's reason becomes the
+// note of the ledger entry it books and an approval's note is kept on the
+// conversion, both readable through the worker's API.
+func TestWorkerStoresNotes(t *testing.T) {
+	e := newEnv(t)
+	s := openStore(t)
+	w, _ := startEventWorker(t, e, s, "", fixedNow(base.UnixMilli()))
+	f := &fixture{t: t, s: s}
+	conv := f.conv(time.Minute, sink.ConversionEvent{UniqueID: "o1", PartnerKey: "ALICE", AmountMinor: 10000})
+	refund := f.event("m1", time.Hour, sink.KindRefund, &sink.RefundEvent{UniqueID: "o1", AmountMinor: 5000,
+		ExternalRefundID: "re_1", Reason: "customer_request", ReversePaidEarnings: true})
+	status := f.event("m1", time.Hour, sink.KindStatus, &sink.StatusEvent{UniqueID: "o1", Status: sink.StatusApproved, Note: "Verified in our system"})
+	status.Dialect = sink.DialectAffilync
+	for _, ev := range []sink.Event{conv, refund, status} {
+		publishEvent(t, e, ev)
+		if r, err := w.EventResult(context.Background(), "m1", ev.ID, sink.MaxResultWait); err != nil || r.Outcome != sink.OutcomeApplied {
+			t.Fatalf("%s: %+v, %v", ev.ID, r, err)
+		}
+	}
+	rec, err := w.Conversion(context.Background(), "m1", "o1")
+	if err != nil || rec.Note != "Verified in our system" || rec.Status != sink.StatusApproved || rec.RefundedMinor != 5000 {
+		t.Errorf("conversion = %+v, %v; want approved with the note, 50.00 refunded", rec, err)
+	}
+	entries, err := w.Ledger("m1", "alice")
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("ledger = %+v, %v", entries, err)
+	}
+	if e := entries[1]; e.Kind != LedgerReversal || e.AmountMinor != -500 || e.Note != "customer_request" || e.EventID != refund.ID {
+		t.Errorf("refund entry = %+v, want reversal -500 noted customer_request by %s", e, refund.ID)
+	}
+}

@@ -139,6 +139,7 @@ type workerMetrics struct {
 	events         *prometheus.CounterVec
 	conversions    *prometheus.CounterVec
 	ledger         *prometheus.CounterVec
+	ledgerMinor    *prometheus.CounterVec
 	eventCommits   prometheus.Counter
 	eventsPending  prometheus.GaugeFunc
 	autoApprovals  prometheus.Counter
@@ -700,8 +701,8 @@ func newWorkerMetrics(c, events *sink.Consumer, log *slog.Logger) *workerMetrics
 	}
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "clickedge_worker_events_total",
-		Help: "Merchant events the worker consumed, by kind and outcome: applied, duplicate (seen before; nothing changed), ignored (documented no-op), rejected (refused with a code), invalid (terminated undecoded).",
-	}, []string{"kind", "outcome"})
+		Help: "Merchant events the worker consumed, by kind, dialect (partnac, partnero, affilync, pixel, admin) and outcome: applied, duplicate (seen before; nothing changed), ignored (documented no-op), rejected (refused with a code), invalid (terminated undecoded; dialect unknown).",
+	}, []string{"kind", "dialect", "outcome"})
 	m.conversions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "clickedge_worker_conversions_total",
 		Help: "Conversions the worker recorded, by dialect and by what attributed them (click_id, cookie, coupon, customer, partner_key, none).",
@@ -710,6 +711,10 @@ func newWorkerMetrics(c, events *sink.Consumer, log *slog.Logger) *workerMetrics
 		Name: "clickedge_worker_ledger_entries_total",
 		Help: "Ledger entries the worker booked, by kind: commission, reversal, adjustment, payout, clawback, credit.",
 	}, []string{"kind"})
+	m.ledgerMinor = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clickedge_worker_ledger_minor_total",
+		Help: "Absolute amount of the ledger entries the worker booked, in minor units of the currency (cents for USD), by kind and currency; the kind gives the sign (commission and credit add to balances, the others take away). For dashboards: the ledger itself is exact.",
+	}, []string{"kind", "currency"})
 	m.eventCommits = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "clickedge_worker_event_commits_total",
 		Help: "Store transactions committed for merchant events, one per consumed batch.",
@@ -727,9 +732,12 @@ func newWorkerMetrics(c, events *sink.Consumer, log *slog.Logger) *workerMetrics
 		Help: "Automatic approvals the worker published for conversions whose campaign hold had passed.",
 	})
 	for _, k := range eventKinds {
-		for _, o := range []string{sink.OutcomeApplied, sink.OutcomeDuplicate, sink.OutcomeIgnored, sink.OutcomeRejected, OutcomeInvalid} {
-			m.events.WithLabelValues(string(k), o)
+		for _, d := range dialects {
+			for _, o := range []string{sink.OutcomeApplied, sink.OutcomeDuplicate, sink.OutcomeIgnored, sink.OutcomeRejected} {
+				m.events.WithLabelValues(string(k), d, o)
+			}
 		}
+		m.events.WithLabelValues(string(k), labelUnknown, OutcomeInvalid)
 	}
 	for _, k := range []string{LedgerCommission, LedgerReversal, LedgerAdjustment, LedgerPayout, LedgerClawback, LedgerCredit} {
 		m.ledger.WithLabelValues(k)
@@ -743,7 +751,7 @@ func (m *workerMetrics) register(r prometheus.Registerer) error {
 	}
 	m.registerer = r
 	for _, c := range []prometheus.Collector{m.consumed, m.commits, m.catalogVersion, m.pending,
-		m.events, m.conversions, m.ledger, m.eventCommits, m.eventsPending, m.autoApprovals} {
+		m.events, m.conversions, m.ledger, m.ledgerMinor, m.eventCommits, m.eventsPending, m.autoApprovals} {
 		if err := r.Register(c); err != nil {
 			m.unregister()
 			return fmt.Errorf("register worker metrics: %w", err)

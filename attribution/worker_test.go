@@ -117,6 +117,13 @@ func newLoggedWorker(t *testing.T, e *env, s *Store, durable string, now int64) 
 		// Batches are handed over when full or when this expires; tests
 		// publish far fewer than a batch.
 		FetchWait: 50 * time.Millisecond,
+		// A stopped worker's last pull request can outlive it on the
+		// server for up to FetchWait; a message the server hands to it in
+		// that moment is redelivered after AckWait. Tests restart workers
+		// on one connection, so they keep that wait well inside their
+		// deadlines (in production the default 30 s only delays a few
+		// messages after a restart; nothing is lost).
+		AckWait: 3 * time.Second,
 	}
 	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -461,8 +461,7 @@ func (s *Server) affilyncTrack(ctx *fasthttp.RequestCtx, _ Params) {
 // affilyncPostback is GET /api/conversions/postback.
 func (s *Server) affilyncPostback(ctx *fasthttp.RequestCtx, _ Params) {
 	if ctx.IsHead() {
-		ctx.Response.Header.Set("Allow", "GET")
-		writeError(ctx, errf(CodeMethodNotAllowed, "use GET: a HEAD request records nothing"))
+		writeMethodNotAllowed(ctx, "GET", "use GET: a HEAD request records nothing")
 		return
 	}
 	m, aerr := s.affilyncPostbackAuth(ctx)

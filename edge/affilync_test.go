@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"image/gif"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -1101,6 +1102,9 @@ func TestAffilyncPixelJS(t *testing.T) {
 		if strings.Contains(body, "alert") {
 			t.Errorf("%s: the served script carries the query's text", tt.uri)
 		}
+		if got := string(ctx.Response.Header.Peek("X-Content-Type-Options")); got != "nosniff" {
+			t.Errorf("%s: X-Content-Type-Options = %q, want nosniff", tt.uri, got)
+		}
 	}
 	if n := s.Outbox.Stats().Appended; n != 0 {
 		t.Errorf("serving the script wrote %d rows", n)
@@ -1453,5 +1457,193 @@ func BenchmarkAffilyncPixelGIF(b *testing.B) {
 	for b.Loop() {
 		ctx.Response.Reset()
 		h(ctx)
+	}
+}
+
+// affilyncFullOutbox replaces the server's outbox with one that holds
+// nothing, so that every commit fails as a full outbox does.
+func affilyncFullOutbox(t *testing.T, s *Server) *sink.Outbox {
+	t.Helper()
+	ob := sink.NewOutbox(filepath.Join(t.TempDir(), "full.db"))
+	ob.NoSync = true
+	ob.MaxBytes = 1
+	if err := ob.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ob.Close() })
+	s.Outbox = ob
+	return ob
+}
+
+// TestAffilyncOutboxFull: track, postback and PATCH answer 503 unavailable
+// when their event cannot be made durable, never a 2xx, and write nothing.
+func TestAffilyncOutboxFull(t *testing.T) {
+	s, fb := affilyncServer(t)
+	fb.conversions = []sink.ConversionRecord{affilyncConvRecord()}
+	// Results the worker would give: the refusal must come before them.
+	fb.results[affilyncOrderEvent] = affilyncApplied(affilyncOrderEvent, affilyncConvRecord())
+	ob := affilyncFullOutbox(t, s)
+	auth := map[string]string{"Authorization": "Bearer YOUR_API_KEY", "Content-Type": "application/json"}
+	for _, tt := range []struct{ name, method, uri, body string }{
+		{"track", "POST", "/api/conversions/track", `{"click_id":"clk_abc123","order_id":"order_456","amount":"99.99"}`},
+		{"postback", "GET", "/api/conversions/postback?click_id=clk_abc123&order_id=order_456&amount=99.99&currency=USD", ""},
+		{"postback with api_key", "GET", "/api/conversions/postback?api_key=YOUR_API_KEY&click_id=c&order_id=o2&amount=1", ""},
+		{"patch", "PATCH", "/api/conversions/conv_abc123", `{"status":"approved","note":"ok"}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			hdr := auth
+			if strings.Contains(tt.uri, "api_key=") {
+				hdr = nil
+			}
+			checkError(t, do(s, tt.method, tt.uri, hdr, tt.body), 503, CodeUnavailable)
+		})
+	}
+	if st := ob.Stats(); st.Rows != 0 || st.Appended != 0 {
+		t.Errorf("outbox rows %d appended %d, want none", st.Rows, st.Appended)
+	}
+}
+
+// TestAffilyncKeyNeverEchoed: no answer, header, committed event or log line
+// carries the merchant's API key, whether it came as a Bearer token or as
+// the postback's ?api_key=, and whether the request succeeded or failed; an
+// unknown key is not echoed either.
+func TestAffilyncKeyNeverEchoed(t *testing.T) {
+	s, fb := affilyncServer(t)
+	var logs bytes.Buffer
+	s.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	fb.conversions = []sink.ConversionRecord{affilyncConvRecord()}
+	fb.results["mb:conversion:o_applied"] = affilyncApplied("mb:conversion:o_applied", affilyncConvRecord())
+	const unknown = "ce_live_UNKNOWNunknownUNKNOWNunknown0"
+	bearer := map[string]string{"Authorization": "Bearer " + keyB, "Content-Type": "application/json"}
+	tests := []struct {
+		name, method, uri string
+		hdr               map[string]string
+		body              string
+		status            int
+	}{
+		{"track applied", "POST", "/api/conversions/track", bearer, `{"click_id":"clk_1","order_id":"o_applied","amount":"1"}`, 201},
+		{"track queued", "POST", "/api/conversions/track", bearer, `{"click_id":"clk_1","order_id":"o_queued","amount":"1"}`, 202},
+		{"track refused", "POST", "/api/conversions/track", bearer, `{"click_id":"clk_1","order_id":"o","amount":"NaN"}`, 422},
+		{"track unknown key", "POST", "/api/conversions/track", map[string]string{"Authorization": "Bearer " + unknown}, `{}`, 401},
+		{"postback query key", "GET", "/api/conversions/postback?api_key=" + keyB + "&click_id=c&order_id=o_pb&amount=1", nil, "", 202},
+		{"postback query key refused", "GET", "/api/conversions/postback?api_key=" + keyB + "&click_id=c&order_id=o_pb2", nil, "", 422},
+		{"postback unknown query key", "GET", "/api/conversions/postback?api_key=" + unknown + "&click_id=c&order_id=o&amount=1", nil, "", 401},
+		{"list", "GET", "/api/conversions", bearer, "", 200},
+		{"list with a query key only", "GET", "/api/conversions?api_key=" + keyB, nil, "", 401},
+		{"patch", "PATCH", "/api/conversions/conv_abc123", bearer, `{"status":"rejected","note":"n"}`, 202},
+		{"patch unknown", "PATCH", "/api/conversions/conv_nope", bearer, `{"status":"rejected"}`, 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := do(s, tt.method, tt.uri, tt.hdr, tt.body)
+			if ctx.Response.StatusCode() != tt.status {
+				t.Fatalf("status %d, want %d: %s", ctx.Response.StatusCode(), tt.status, ctx.Response.Body())
+			}
+			var all bytes.Buffer
+			ctx.Response.Header.VisitAll(func(k, v []byte) { all.Write(k); all.WriteByte(':'); all.Write(v); all.WriteByte('\n') })
+			all.Write(ctx.Response.Body())
+			for _, key := range []string{keyB, unknown} {
+				if strings.Contains(all.String(), key) {
+					t.Errorf("the answer echoes the key %q:\n%s", key, all.String())
+				}
+			}
+		})
+	}
+	rows, err := s.Outbox.Peek(0, 100)
+	if err != nil || len(rows) < 3 {
+		t.Fatalf("outbox rows = %d, %v; want the accepted writes", len(rows), err)
+	}
+	for _, r := range rows {
+		if bytes.Contains(r.Data, []byte(keyB)) || strings.Contains(r.MsgID, keyB) {
+			t.Errorf("outbox row %s carries the key: %s", r.MsgID, r.Data)
+		}
+	}
+	if strings.Contains(logs.String(), keyB) || strings.Contains(logs.String(), unknown) {
+		t.Errorf("the logs carry a key:\n%s", logs.String())
+	}
+}
+
+// TestAffilyncPostbackOptionalFields: the postback's optional event_type,
+// customer_email, coupon_code, product_id and product_type parameters reach
+// the event exactly as the track call's fields do (the email only as its
+// merchant-salted hash).
+func TestAffilyncPostbackOptionalFields(t *testing.T) {
+	s, _ := affilyncServer(t)
+	ctx := do(s, "GET", "/api/conversions/postback?api_key=YOUR_API_KEY&click_id=clk_9&order_id=o9&amount=10&currency=eur"+
+		"&event_type=Signup&customer_email=%20Jane%40Example.COM%20&coupon_code=SUMMER20&product_id=prod_789&product_type=premium", nil, "")
+	if ctx.Response.StatusCode() != 202 {
+		t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	evs := affilyncEvents(t, s)
+	if len(evs) != 1 {
+		t.Fatalf("%d events, want 1", len(evs))
+	}
+	sum := sha256.Sum256([]byte("mb\x00jane@example.com"))
+	want := sink.ConversionEvent{
+		UniqueID: "o9", Type: "signup", AmountMinor: 1000, Currency: "EUR", ClickID: "clk_9",
+		CouponCode: "SUMMER20", CustomerEmailHash: hex.EncodeToString(sum[:]), ProductID: "prod_789", ProductType: "premium",
+	}
+	if got := *evs[0].Conversion; !reflect.DeepEqual(got, want) {
+		t.Errorf("conversion event\n got %s\nwant %s", mustJSON(t, got), mustJSON(t, want))
+	}
+	if evs[0].ID != "mb:conversion:o9" || evs[0].Dialect != sink.DialectAffilync {
+		t.Errorf("event %s dialect %s", evs[0].ID, evs[0].Dialect)
+	}
+	if bytes.Contains(mustJSON(t, evs[0]), []byte("Example.COM")) || bytes.Contains(mustJSON(t, evs[0]), []byte("jane@")) {
+		t.Errorf("the email reached the event in clear")
+	}
+}
+
+// TestAffilyncPixelOptionalFields: the pixel's event_type, coupon_code,
+// product_id and product_type reach the event, on both pixel endpoints; a
+// customer_email parameter is not a pixel field and is dropped.
+func TestAffilyncPixelOptionalFields(t *testing.T) {
+	for _, path := range []string{"/pixel/conversion", "/pixel.gif"} {
+		t.Run(path, func(t *testing.T) {
+			s, _ := affilyncServer(t)
+			do(s, "GET", path+"?pid=px_b&order_id=o1&amount=5&event_type=TRIAL&coupon_code=SUMMER20&product_id=42&product_type=premium&customer_email=a%40b.example", nil, "")
+			evs := affilyncEvents(t, s)
+			if len(evs) != 1 {
+				t.Fatalf("%d events, want 1", len(evs))
+			}
+			c := evs[0].Conversion
+			if c.Type != "trial" || c.CouponCode != "SUMMER20" || c.ProductID != "42" || c.ProductType != "premium" ||
+				c.CustomerEmailHash != "" || c.AmountMinor != 500 || c.CampaignID != "cb" || !c.ClientReported {
+				t.Errorf("pixel event = %s", mustJSON(t, c))
+			}
+		})
+	}
+	// Without them: the defaults.
+	s, _ := affilyncServer(t)
+	do(s, "GET", "/pixel.gif?pid=px_b&order_id=o2&amount=5", nil, "")
+	if evs := affilyncEvents(t, s); len(evs) != 1 || evs[0].Conversion.Type != "sale" || evs[0].Conversion.CouponCode != "" ||
+		evs[0].Conversion.ProductID != "" || evs[0].Conversion.ProductType != "" {
+		t.Errorf("pixel without optional fields: %s", mustJSON(t, evs))
+	}
+}
+
+// TestAffilyncPixelNotStored: when the outbox cannot store the pixel's
+// conversion, the browser still gets its GIF (or 204), the loss is counted
+// under not_stored and nothing is written.
+func TestAffilyncPixelNotStored(t *testing.T) {
+	s, _ := affilyncServer(t)
+	s.Registerer = prometheus.NewRegistry()
+	ob := affilyncFullOutbox(t, s)
+	ctx := do(s, "GET", "/pixel.gif?pid=px_b&order_id=o1&amount=5", nil, "")
+	if ctx.Response.StatusCode() != 200 || !bytes.Equal(ctx.Response.Body(), affilyncGIF) {
+		t.Errorf("gif with a full outbox: %d, %d bytes", ctx.Response.StatusCode(), len(ctx.Response.Body()))
+	}
+	ctx = do(s, "GET", "/pixel/conversion?pid=px_b&order_id=o2&amount=5", nil, "")
+	if ctx.Response.StatusCode() != 204 || len(ctx.Response.Body()) != 0 {
+		t.Errorf("conversion with a full outbox: %d %q", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	if got := affilyncPixelCounter(t, s, affilyncPixelNotStored); got != 2 {
+		t.Errorf("not_stored counted %v, want 2", got)
+	}
+	if got := affilyncPixelCounter(t, s, affilyncPixelRecorded); got != 0 {
+		t.Errorf("recorded counted %v, want 0", got)
+	}
+	if st := ob.Stats(); st.Rows != 0 || st.Appended != 0 {
+		t.Errorf("outbox rows %d appended %d, want none", st.Rows, st.Appended)
 	}
 }

@@ -3,11 +3,13 @@ package edge
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"log/slog"
 	"net"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -223,6 +225,50 @@ func TestRedirectVariants(t *testing.T) {
 			c := cs[len(cs)-1]
 			if c.Orphan != tt.orphan || c.Bot != tt.bot {
 				t.Errorf("click orphan=%v bot=%v, want %v %v", c.Orphan, c.Bot, tt.orphan, tt.bot)
+			}
+		})
+	}
+}
+
+// TestRedirectPartnerKeyParam: a campaign that passes the partner key names
+// the destination parameter with partner_key_param (Partnero: "the exact
+// query parameter depends on your program"); aff is the default. The
+// visitor's own parameter of that name is dropped.
+func TestRedirectPartnerKeyParam(t *testing.T) {
+	s, _ := newTestServer(t)
+	cat := testCatalog()
+	cat.Version = 2
+	cat.Campaigns = append(cat.Campaigns, redirect.Campaign{ID: "cr", MerchantID: "ma", DefaultDestination: "https://shop-a.example/join",
+		CookieName: "partnero_partner", CookieHolds: redirect.CookiePartnerKey, PassPartnerKey: true, PartnerKeyParam: "via"})
+	cat.Links = append(cat.Links, redirect.Link{Code: "a3", CampaignID: "cr", PartnerID: "pa"})
+	data, err := json.Marshal(cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplyCatalog(data); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, uri string
+		want      map[string][]string // the Location's query, click_id aside
+	}{
+		{"named parameter", "/r/a3?via=EVIL&VIA=x&aff=kept", map[string][]string{"aff": {"kept"}, "via": {"ALICE"}}},
+		{"default aff", "/r/a2?aff=EVIL&via=kept", map[string][]string{"via": {"kept"}, "aff": {"ALICE"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := do(s, "GET", tt.uri, nil, "")
+			loc, err := url.Parse(string(ctx.Response.Header.Peek("Location")))
+			if ctx.Response.StatusCode() != 302 || err != nil {
+				t.Fatalf("%d %q", ctx.Response.StatusCode(), ctx.Response.Header.Peek("Location"))
+			}
+			q := loc.Query()
+			if len(q["click_id"]) != 1 {
+				t.Errorf("Location %s: want one click_id", loc)
+			}
+			q.Del("click_id")
+			if !reflect.DeepEqual(map[string][]string(q), tt.want) {
+				t.Errorf("Location %s: query %v, want %v", loc, q, tt.want)
 			}
 		})
 	}
@@ -620,5 +666,269 @@ func TestErrorLogsCarryRequestID(t *testing.T) {
 	}
 	if found < 2 { // the handler's own line and the 5xx line of the router
 		t.Fatalf("%d error lines carry the request id; log:\n%s", found, buf.String())
+	}
+}
+
+// TestPartnacClickReferrer: referrer_url ("The URL the user came from") is
+// stored on the S2S click, returned in the answer and read back from the
+// listing; up to 4096 bytes are accepted, one more is 422 and writes nothing.
+func TestPartnacClickReferrer(t *testing.T) {
+	s, fl := newTestServer(t)
+	auth := map[string]string{"Authorization": "Bearer " + keyA, "Content-Type": "application/json"}
+	body := func(ref string) string {
+		return `{"partnership_code":"ALICE","click_url":"https://shop-a.example/","referrer_url":"` + ref + `"}`
+	}
+	atLimit := "https://blog.example/" + strings.Repeat("r", 4096-len("https://blog.example/"))
+	tests := []struct {
+		name, ref string
+	}{
+		{"a URL", "https://blog.example/post?id=7&utm_source=x"},
+		{"exactly 4096 bytes", atLimit},
+		{"any text is kept as sent", "android-app://com.example.reader"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(outboxClicks(t, s))
+			ctx := do(s, "POST", "/v1/tracking/clicks", auth, body(tt.ref))
+			if ctx.Response.StatusCode() != 201 {
+				t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+			}
+			var resp struct{ Data map[string]any }
+			if err := json.Unmarshal(ctx.Response.Body(), &resp); err != nil {
+				t.Fatal(err)
+			}
+			cs := outboxClicks(t, s)
+			if len(cs) != before+1 {
+				t.Fatalf("clicks written = %d, want 1", len(cs)-before)
+			}
+			c := cs[len(cs)-1]
+			if c.Referrer != tt.ref || resp.Data["referrer_url"] != tt.ref {
+				t.Errorf("stored referrer %q, answered %q, want %q", c.Referrer, resp.Data["referrer_url"], tt.ref)
+			}
+			// Read back: the worker returns the stored click, the listing
+			// shows it as referrer_url.
+			fl.clicks = []sink.Click{c}
+			list := do(s, "GET", "/v1/tracking/clicks", auth, "")
+			var got struct{ Data []map[string]any }
+			if err := json.Unmarshal(list.Response.Body(), &got); err != nil || len(got.Data) != 1 {
+				t.Fatalf("list: %d %s", list.Response.StatusCode(), list.Response.Body())
+			}
+			if got.Data[0]["referrer_url"] != tt.ref || got.Data[0]["id"] != c.ID {
+				t.Errorf("listed referrer_url %q of %v, want %q of %s", got.Data[0]["referrer_url"], got.Data[0]["id"], tt.ref, c.ID)
+			}
+		})
+	}
+	before := s.Outbox.Stats().Appended
+	checkError(t, do(s, "POST", "/v1/tracking/clicks", auth, body(atLimit+"x")), 422, CodeInvalidField)
+	checkError(t, do(s, "POST", "/v1/tracking/clicks", auth, `{"partnership_code":"ALICE","click_url":"https://shop-a.example/","referrer_url":5}`), 422, CodeInvalidField)
+	if n := s.Outbox.Stats().Appended - before; n != 0 {
+		t.Errorf("a refused referrer_url wrote %d rows", n)
+	}
+}
+
+// TestPartnacClickAnswer: the 201 answer of an S2S click carries the click
+// id as both id and click_id, equal to the stored click's id.
+func TestPartnacClickAnswer(t *testing.T) {
+	s, _ := newTestServer(t)
+	auth := map[string]string{"Authorization": "Bearer " + keyA, "Content-Type": "application/json"}
+	ctx := do(s, "POST", "/v1/tracking/clicks", auth, `{"partnership_code":"ALICE","click_url":"https://shop-a.example/"}`)
+	if ctx.Response.StatusCode() != 201 {
+		t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	var resp struct {
+		Data struct {
+			ID              string `json:"id"`
+			ClickID         string `json:"click_id"`
+			Source          string `json:"source"`
+			PartnershipCode string `json:"partnership_code"`
+			PartnershipID   string `json:"partnership_id"`
+			CampaignID      string `json:"campaign_id"`
+		}
+	}
+	if err := json.Unmarshal(ctx.Response.Body(), &resp); err != nil {
+		t.Fatal(err)
+	}
+	cs := outboxClicks(t, s)
+	if len(cs) != 1 {
+		t.Fatalf("%d clicks stored", len(cs))
+	}
+	d := resp.Data
+	if d.ID == "" || d.ID != d.ClickID || d.ID != cs[0].ID || len(d.ID) != redirect.ClickIDLen {
+		t.Errorf("id %q click_id %q stored %q: want one minted id in both fields", d.ID, d.ClickID, cs[0].ID)
+	}
+	if _, err := s.Minter.Verify(d.ClickID); err != nil {
+		t.Errorf("answered click_id does not verify: %v", err)
+	}
+	if d.Source != sink.SourceS2S || d.PartnershipCode != "ALICE" || d.PartnershipID != "pa" || d.CampaignID != "ca" {
+		t.Errorf("answer = %+v", d)
+	}
+}
+
+// TestPartnacUnknownFieldsIgnored: fields the Partnac document does not
+// name are ignored (forward compatible) on the click, track, refund and
+// update calls: the request is accepted and commits what it would without
+// them.
+func TestPartnacUnknownFieldsIgnored(t *testing.T) {
+	s, _ := newTestServer(t)
+	auth := map[string]string{"Authorization": "Bearer " + keyA, "Content-Type": "application/json"}
+	ctx := do(s, "POST", "/v1/tracking/clicks", auth,
+		`{"partnership_code":"ALICE","click_url":"https://shop-a.example/?sub1=z","future_field":{"nested":[1,2]},"screen_height":800}`)
+	cs := outboxClicks(t, s)
+	if ctx.Response.StatusCode() != 201 || len(cs) != 1 || cs[0].Subs[0] != "z" || cs[0].PartnerID != "pa" {
+		t.Errorf("click with unknown fields: %d %s, stored %+v", ctx.Response.StatusCode(), ctx.Response.Body(), cs)
+	}
+
+	cs2, sim := partnacConvServer(t)
+	partnacSeedConversions(sim)
+	sim.setAuto(false)
+	tests := []struct {
+		name, method, uri, plain, extra string
+	}{
+		{"track", "POST", "/v1/tracking/conversions",
+			`{"partnership_code":"PARTNER_REF_123","unique_id":"x1","conversion_type":"sale","amount":"10.00"}`,
+			`{"partnership_code":"PARTNER_REF_123","unique_id":"x1","conversion_type":"sale","amount":"10.00","tax":"1.90","items":[{"sku":"a"}],"test_mode":true}`},
+		{"refund", "POST", "/v1/tracking/conversions/order_1/refund",
+			`{"amount":"5.00","external_refund_id":"re_x"}`,
+			`{"amount":"5.00","external_refund_id":"re_x","refund_method":"card","meta":null}`},
+		{"update", "PATCH", "/v1/tracking/conversions/order_1",
+			`{"amount":"60.00"}`,
+			`{"amount":"60.00","notify_partner":false,"status":"approved"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got [2]sink.Event
+			for i, body := range []string{tt.plain, tt.extra} {
+				ctx := do(cs2, tt.method, tt.uri, partnacHdrA, body)
+				if ctx.Response.StatusCode() != 202 {
+					t.Fatalf("%s: status %d: %s", body, ctx.Response.StatusCode(), ctx.Response.Body())
+				}
+				got[i] = partnacLastEvent(t, cs2)
+			}
+			a, b := mustJSONEdge(t, got[0]), mustJSONEdge(t, got[1])
+			if a != b {
+				t.Errorf("unknown fields changed the event:\n without %s\n    with %s", a, b)
+			}
+		})
+	}
+}
+
+func mustJSONEdge(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestUnknownPathAndWrongMethod: a path no route has is 404 not_found with
+// the JSON error body; a known path with another method is 405 with an
+// Allow header naming exactly the methods the path takes.
+func TestUnknownPathAndWrongMethod(t *testing.T) {
+	s, _ := newTestServer(t)
+	auth := map[string]string{"Authorization": "Bearer " + keyA}
+	for _, uri := range []string{"/no/such/route", "/v1/tracking", "/v1/tracking/conversions/a/b/c", "/api/conversions/x/y", "/"} {
+		ctx := do(s, "GET", uri, auth, "")
+		if got, want := string(ctx.Response.Body()), `{"error":{"code":"not_found","message":"no such route"}}`; ctx.Response.StatusCode() != 404 || got != want {
+			t.Errorf("GET %s: %d %s, want 404 %s", uri, ctx.Response.StatusCode(), got, want)
+		}
+		if ct := string(ctx.Response.Header.ContentType()); ct != "application/json" {
+			t.Errorf("GET %s: Content-Type %q", uri, ct)
+		}
+		if len(ctx.Response.Header.Peek("Allow")) != 0 {
+			t.Errorf("GET %s: a 404 carries Allow %q", uri, ctx.Response.Header.Peek("Allow"))
+		}
+	}
+	tests := []struct {
+		method, uri, allow string
+	}{
+		{"DELETE", "/v1/tracking/clicks", "GET, POST"},
+		{"PUT", "/v1/tracking/conversions", "POST, GET"},
+		{"POST", "/v1/tracking/conversions/order_1", "GET, PATCH"},
+		{"GET", "/v1/tracking/conversions/order_1/refund", "POST"},
+		{"GET", "/v1/customers", "POST"},
+		{"GET", "/v1/transactions/t1", "DELETE"},
+		{"GET", "/v1/customers/c1/balance/credit", "POST"},
+		{"DELETE", "/api/conversions/conv_1", "PATCH"},
+		// The postback's path is also a PATCH /api/conversions/:id path.
+		{"POST", "/api/conversions/postback", "GET, PATCH"},
+		{"HEAD", "/api/conversions/postback?api_key=" + keyA + "&click_id=c&order_id=o&amount=1", "GET"},
+		{"POST", "/pixel.gif", "GET"},
+		{"POST", "/pixel.js", "GET"},
+		{"POST", "/f/ma/abcdefgh2345", "GET"},
+		{"POST", "/r/a1", "GET, HEAD"},
+	}
+	for _, tt := range tests {
+		before := s.Outbox.Stats().Appended
+		ctx := do(s, tt.method, tt.uri, auth, `{}`)
+		checkError(t, ctx, 405, CodeMethodNotAllowed)
+		if got := string(ctx.Response.Header.Peek("Allow")); got != tt.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tt.method, tt.uri, got, tt.allow)
+		}
+		if s.Outbox.Stats().Appended != before {
+			t.Errorf("%s %s: a refused method wrote to the outbox", tt.method, tt.uri)
+		}
+	}
+}
+
+// tlsTestConn makes a RequestCtx look served over TLS.
+type tlsTestConn struct{ net.Conn }
+
+func (tlsTestConn) Handshake() error { return nil }
+func (tlsTestConn) ConnectionState() tls.ConnectionState {
+	return tls.ConnectionState{HandshakeComplete: true}
+}
+func (tlsTestConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(198, 51, 100, 7), Port: 5555}
+}
+func (tlsTestConn) LocalAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 443} }
+
+// doTLS is do over a connection that reports TLS.
+func doTLS(s *Server, method, uri string) *fasthttp.RequestCtx {
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Init2(tlsTestConn{}, nil, false)
+	ctx.Request.Header.SetMethod(method)
+	ctx.Request.SetRequestURI(uri)
+	s.Handler()(ctx)
+	return ctx
+}
+
+// TestCookiesSecure: the campaign cookie and the refer-a-friend cookie are
+// Secure when the edge is reached over TLS or SecureCookies is set (TLS
+// ended before the edge), and only then.
+func TestCookiesSecure(t *testing.T) {
+	tests := []struct {
+		name       string
+		secureFlag bool
+		tls        bool
+		want       bool
+	}{
+		{"plain HTTP", false, false, false},
+		{"SecureCookies behind a TLS proxy", true, false, true},
+		{"TLS at the edge", false, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newTestServer(t)
+			s.SecureCookies = tt.secureFlag
+			for _, r := range []struct{ uri, cookie string }{{"/r/a1", "ce_ca"}, {"/r/a2", "partnero_partner"}, {"/f/ma/abcdefgh2345", ReferralCookie}} {
+				var ctx *fasthttp.RequestCtx
+				if tt.tls {
+					ctx = doTLS(s, "GET", r.uri)
+				} else {
+					ctx = do(s, "GET", r.uri, nil, "")
+				}
+				if ctx.IsTLS() != tt.tls || ctx.Response.StatusCode() != 302 {
+					t.Fatalf("%s: TLS %v status %d", r.uri, ctx.IsTLS(), ctx.Response.StatusCode())
+				}
+				var ck fasthttp.Cookie
+				if err := ck.ParseBytes(ctx.Response.Header.PeekCookie(r.cookie)); err != nil {
+					t.Fatalf("%s: cookie %s: %v", r.uri, r.cookie, err)
+				}
+				if ck.Secure() != tt.want || !ck.HTTPOnly() {
+					t.Errorf("%s: %s Secure=%v HttpOnly=%v, want Secure=%v HttpOnly", r.uri, ck.Key(), ck.Secure(), ck.HTTPOnly(), tt.want)
+				}
+			}
+		})
 	}
 }

@@ -136,6 +136,14 @@ func writeError(ctx *fasthttp.RequestCtx, e *apiError) {
 	ctx.SetBody(body)
 }
 
+// writeMethodNotAllowed answers 405 method_not_allowed with an Allow header
+// naming the methods the path takes. The header is set after writeError,
+// which resets the response.
+func writeMethodNotAllowed(ctx *fasthttp.RequestCtx, allow, msg string) {
+	writeError(ctx, errf(CodeMethodNotAllowed, msg))
+	ctx.Response.Header.Set(fasthttp.HeaderAllow, allow)
+}
+
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {

@@ -507,6 +507,7 @@ func TestPartnacTrackBadInput(t *testing.T) {
 		{name: "unique_id control char", body: `{"partnership_code":"PARTNER_REF_123","unique_id":"a\u0001","conversion_type":"sale","amount":1}`, status: 422, code: CodeInvalidField},
 		{name: "unique_id too long", body: `{"partnership_code":"PARTNER_REF_123","unique_id":"` + strings.Repeat("u", 256) + `","conversion_type":"sale","amount":1}`, status: 422, code: CodeInvalidField},
 		{name: "unique_id with refund marker", body: `{"partnership_code":"PARTNER_REF_123","unique_id":"a:refund:b","conversion_type":"sale","amount":1}`, status: 422, code: CodeInvalidField},
+		{name: "unique_id with update marker", body: `{"partnership_code":"PARTNER_REF_123","unique_id":"a:update:b","conversion_type":"sale","amount":1}`, status: 422, code: CodeInvalidField},
 		{name: "session_id too long", body: body("1", `,"session_id":"`+strings.Repeat("s", 65)+`"`), status: 422, code: CodeInvalidField},
 		{name: "amount NaN string", body: body(`"NaN"`, ""), status: 422, code: CodeInvalidAmount},
 		{name: "amount Infinity string", body: body(`"Infinity"`, ""), status: 422, code: CodeInvalidAmount},
@@ -764,6 +765,10 @@ func TestPartnacTrackEvent(t *testing.T) {
 			sink.ConversionEvent{UniqueID: "e11", Type: "sale", AmountMinor: 500, Currency: "USD", PartnerKey: "PARTNER_REF_123",
 				IP: "203.0.113.0", Country: "AT", Region: "9", City: "Wien",
 				Metadata: json.RawMessage(`{"city":"Wien","country":"AT","ip_address":"203.0.113.0","region":"9"}`)}},
+		{"referral type", `{"partnership_code":"PARTNER_REF_123","unique_id":"e13","conversion_type":"referral","amount":0}`,
+			sink.ConversionEvent{UniqueID: "e13", Type: "referral", Currency: "USD", PartnerKey: "PARTNER_REF_123"}},
+		{"custom type", `{"partnership_code":"PARTNER_REF_123","unique_id":"e14","conversion_type":"custom","amount":"12.34"}`,
+			sink.ConversionEvent{UniqueID: "e14", Type: "custom", AmountMinor: 1234, Currency: "USD", PartnerKey: "PARTNER_REF_123"}},
 		{"no address: no geo from the caller", `{"partnership_code":"PARTNER_REF_123","unique_id":"e12","conversion_type":"sale","amount":5,"session_id":"forged-or-not","metadata":{"user_agent":"UA/2"}}`,
 			sink.ConversionEvent{UniqueID: "e12", Type: "sale", AmountMinor: 500, Currency: "USD", PartnerKey: "PARTNER_REF_123", ClickID: "forged-or-not", UserAgent: "UA/2",
 				Metadata: json.RawMessage(`{"user_agent":"UA/2"}`)}},
@@ -1046,6 +1051,43 @@ func TestPartnacWorkerAway(t *testing.T) {
 		{name: "no backend refund", method: "POST", uri: "/v1/tracking/conversions/order_1/refund", body: `{}`, status: 503, code: CodeWorkerUnavailable},
 		{name: "no backend list", method: "GET", uri: "/v1/tracking/conversions", status: 503, code: CodeWorkerUnavailable},
 	})
+}
+
+// TestPartnacOutboxFull: a conversion write the outbox cannot hold is 503
+// unavailable, never a 2xx, and leaves nothing behind; the conversions it
+// refers to were found (the refusal is the outbox's, not the worker's).
+func TestPartnacOutboxFull(t *testing.T) {
+	s, sim := partnacConvServer(t)
+	partnacSeedConversions(sim)
+	sim.setAuto(false)
+	ob := sink.NewOutbox(filepath.Join(t.TempDir(), "edge.db"))
+	ob.NoSync = true
+	ob.MaxBytes = 1 // nothing fits
+	if err := ob.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ob.Close() })
+	full := &Server{Minter: s.Minter, Enricher: s.Enricher, Outbox: ob, Backend: sim, Now: s.Now, ResultWait: 10 * time.Millisecond}
+	if err := full.Open(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(s.index.Load().Catalog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := full.ApplyCatalog(data); err != nil {
+		t.Fatal(err)
+	}
+	runPartnacBadCases(t, full, []partnacBadCase{
+		{name: "track", method: "POST", uri: "/v1/tracking/conversions",
+			body: `{"partnership_code":"PARTNER_REF_123","unique_id":"full_1","conversion_type":"sale","amount":"99.00"}`, status: 503, code: CodeUnavailable},
+		{name: "partial refund", method: "POST", uri: "/v1/tracking/conversions/order_1/refund", body: `{"amount":"5.00","external_refund_id":"re_f"}`, status: 503, code: CodeUnavailable},
+		{name: "full refund, empty body", method: "POST", uri: "/v1/tracking/conversions/order_1/refund", status: 503, code: CodeUnavailable},
+		{name: "update", method: "PATCH", uri: "/v1/tracking/conversions/order_1", body: `{"amount":"60.00","recalculate_commissions":true}`, status: 503, code: CodeUnavailable},
+	})
+	if st := ob.Stats(); st.Rows != 0 || st.Appended != 0 {
+		t.Errorf("outbox rows %d appended %d, want none", st.Rows, st.Appended)
+	}
 }
 
 // TestPartnacConversionBodyLimitServed sends oversized bodies to every write

@@ -362,6 +362,10 @@ func TestPartneroBadInput(t *testing.T) {
 		{"customer tags empty name", "POST", customers, partneroAuthA, cust(`{"key":"c1","tags":[" "]}`), 422, CodeInvalidField},
 		{"customer too many tags", "POST", customers, partneroAuthA, cust(`{"key":"c1","tags":["t"` + strings.Repeat(`,"t"`, 50) + `]}`), 422, CodeInvalidField},
 		{"customer referral_url javascript", "POST", customers, partneroAuthA, cust(`{"key":"c1","options":{"referral_url":"javascript:alert(1)"}}`), 422, CodeInvalidField},
+		{"customer email over 254 bytes", "POST", customers, partneroAuthA, cust(`{"key":"c1","email":"` + strings.Repeat("e", 251) + `@x.e"}`), 422, CodeInvalidField},
+		{"customer tag over 100 bytes", "POST", customers, partneroAuthA, cust(`{"key":"c1","tags":["vip","` + strings.Repeat("t", 101) + `"]}`), 422, CodeInvalidField},
+		{"customer referral_url over 2048 bytes", "POST", customers, partneroAuthA,
+			cust(`{"key":"c1","options":{"referral_url":"https://shop-a.example/` + strings.Repeat("p", 2049-len("https://shop-a.example/")) + `"}}`), 422, CodeInvalidField},
 		{"customer partner string", "POST", customers, partneroAuthA, cust(`{"key":"c1","partner":"ALICE"}`), 422, CodeInvalidField},
 		{"customer partner key float", "POST", customers, partneroAuthA, cust(`{"key":"c1","partner":{"key":2.5}}`), 422, CodeInvalidField},
 		// Transactions: structure.
@@ -486,6 +490,16 @@ func TestPartneroEvents(t *testing.T) {
 				ReferringCustomerKey: "99"}},
 		},
 		{
+			// Each bounded field at its bound: email 254 bytes (after
+			// trimming), a tag of 100 bytes, referral_url 2048 bytes.
+			name: "customer fields at their limits", path: "/v1/customers",
+			body: `{"key":"c-max","email":" ` + partneroMaxEmailValue + ` ","tags":["` + strings.Repeat("t", 100) + `"],` +
+				`"options":{"referral_url":"` + partneroMaxURLValue + `"},"partner":{"key":"ALICE"}}`,
+			want: sink.Event{ID: "ma:customer:c-max", Kind: sink.KindCustomer, Customer: &sink.CustomerEvent{
+				Key: "c-max", Email: partneroMaxEmailValue, Tags: []string{strings.Repeat("t", 100)},
+				ReferralURL: partneroMaxURLValue, PartnerKey: "ALICE"}},
+		},
+		{
 			name: "unknown and malformed partner keys pass to the worker", path: "/v1/customers",
 			body: `{"partner":{"key":"NOT A KEY\u0007"},"key":"c-bad"}`,
 			want: sink.Event{ID: "ma:customer:c-bad", Kind: sink.KindCustomer, Customer: &sink.CustomerEvent{
@@ -529,6 +543,12 @@ func TestPartneroEvents(t *testing.T) {
 		})
 	}
 }
+
+// Values exactly at the customer's documented bounds.
+var (
+	partneroMaxEmailValue = strings.Repeat("e", 250) + "@x.e"                                                    // 254 bytes
+	partneroMaxURLValue   = "https://shop-a.example/" + strings.Repeat("p", 2048-len("https://shop-a.example/")) // 2048 bytes
+)
 
 // partneroEmailHashForTest restates the documented email hash (the same as
 // the Affilync dialect's), so this test fails if the dialect's hash drifts.

@@ -41,8 +41,7 @@ var (
 // with a fresh click id, sent only after the click is committed to the outbox.
 func (s *Server) redirect(ctx *fasthttp.RequestCtx, code []byte) {
 	if !ctx.IsGet() && !ctx.IsHead() {
-		ctx.Response.Header.Set("Allow", "GET, HEAD")
-		writeError(ctx, errf(CodeMethodNotAllowed, "use GET or HEAD"))
+		writeMethodNotAllowed(ctx, "GET, HEAD", "use GET or HEAD")
 		return
 	}
 	st := statePool.Get().(*clickState)

@@ -7,12 +7,13 @@ package edge
 //   - The visitor is sent with a 302 to the default destination of the
 //     merchant's first campaign with ref=<code> added to its query; macros
 //     of that template are not expanded (there is no partner or link).
-//   - The first-party cookie ReferralCookie holds the code for the
-//     campaign's window, with the merchant's cookie domain, HttpOnly and
-//     SameSite=Lax like every clickedge cookie. The merchant's back end reads
-//     it (or the ref parameter) and sends it as referring_customer.key to
-//     POST /v1/customers: the worker accepts a referring customer named by
-//     key or by referral code.
+//   - The first-party cookie ReferralCookie, partnero_referral (the name
+//     Partnero's hybrid path gives the refer-a-friend cookie), holds the
+//     code for the campaign's window, with the merchant's cookie domain,
+//     HttpOnly and SameSite=Lax like every clickedge cookie. The merchant's
+//     back end reads it (or the ref parameter) and sends it as
+//     referring_customer.key to POST /v1/customers: the worker accepts a
+//     referring customer named by key or by referral code.
 //   - The visit is recorded as a click with source "referral" and the code
 //     as its link code, committed to the outbox before the 302, like every
 //     click. An unknown merchant or a malformed code is a plain 404 and is
@@ -28,8 +29,10 @@ import (
 	"github.com/clickedge/clickedge/sink"
 )
 
-// ReferralCookie is the cookie that carries a refer-a-friend code.
-const ReferralCookie = "ce_ref"
+// ReferralCookie is the cookie that carries a refer-a-friend code. Its name
+// is Partnero's ("read the partnero_partner / partnero_referral cookie
+// server-side"), so a back end written for Partnero finds the code.
+const ReferralCookie = "partnero_referral"
 
 // SourceReferral marks clicks on refer-a-friend links.
 const SourceReferral = "referral"

@@ -78,8 +78,7 @@ func (s *Server) serveDialect(ctx *fasthttp.RequestCtx) (string, bool) {
 		return "", false
 	}
 	if rt == nil {
-		ctx.Response.Header.Set("Allow", strings.Join(allow, ", "))
-		writeError(ctx, errf(CodeMethodNotAllowed, "use "+strings.Join(allow, " or ")))
+		writeMethodNotAllowed(ctx, strings.Join(allow, ", "), "use "+strings.Join(allow, " or "))
 		return routeOther, true
 	}
 	rt.Handler(s, ctx, p)

@@ -245,8 +245,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			s.partnacListClicks(ctx)
 		} else {
 			route = routeOther
-			ctx.Response.Header.Set("Allow", "GET, POST")
-			writeError(ctx, errf(CodeMethodNotAllowed, "use GET or POST"))
+			writeMethodNotAllowed(ctx, "GET, POST", "use GET or POST")
 		}
 	case bytes.Equal(path, pathHealthz):
 		route = routeHealth

@@ -90,8 +90,14 @@ type Campaign struct {
 	CookieName string `json:"cookie_name,omitempty"`
 	// CookieHolds says whether the cookie carries the click id or the partner key; empty means click id.
 	CookieHolds CookieHolds `json:"cookie_holds,omitempty"`
-	// PassPartnerKey appends the partner key as "aff" to the destination (Partnero pure S2S).
+	// PassPartnerKey appends the partner key to the destination as
+	// PartnerParam() (Partnero pure S2S).
 	PassPartnerKey bool `json:"pass_partner_key,omitempty"`
+	// PartnerKeyParam is the destination query parameter holding the partner
+	// key when PassPartnerKey is set ("the exact query parameter depends on
+	// your program"); empty means DefaultPartnerKeyParam. A visitor's own
+	// parameter of this name is never passed through.
+	PartnerKeyParam string `json:"partner_key_param,omitempty"`
 	// AllowedDomains adds to the merchant's allowed domains for this campaign's deep links.
 	AllowedDomains []string `json:"allowed_domains,omitempty"`
 
@@ -171,17 +177,17 @@ type Link struct {
 // merchants. It is published by the worker as one versioned document.
 type Catalog struct {
 	// Version increases with every change the worker publishes.
-	Version   uint64     `json:"version"`
-	UpdatedAt time.Time  `json:"updated_at"`
+	Version   uint64    `json:"version"`
+	UpdatedAt time.Time `json:"updated_at"`
 	// SourceDigest is the hex SHA-256 of the catalog file this catalog was
 	// last seeded from (set by the worker; empty when it never was). A
 	// worker started again with the same file keeps the catalog as it is,
 	// admin changes included.
-	SourceDigest string `json:"source_digest,omitempty"`
-	Merchants []Merchant `json:"merchants"`
-	Campaigns []Campaign `json:"campaigns"`
-	Partners  []Partner  `json:"partners"`
-	Links     []Link     `json:"links"`
+	SourceDigest string     `json:"source_digest,omitempty"`
+	Merchants    []Merchant `json:"merchants"`
+	Campaigns    []Campaign `json:"campaigns"`
+	Partners     []Partner  `json:"partners"`
+	Links        []Link     `json:"links"`
 }
 
 // HashAPIKey returns the hex SHA-256 digest under which an API key is stored.
@@ -206,6 +212,14 @@ func (c *Campaign) Param() string {
 		return DefaultClickParam
 	}
 	return c.ClickParam
+}
+
+// PartnerParam returns the query parameter that carries the partner key.
+func (c *Campaign) PartnerParam() string {
+	if c.PartnerKeyParam == "" {
+		return DefaultPartnerKeyParam
+	}
+	return c.PartnerKeyParam
 }
 
 // Cookie returns the name of the campaign's first-party cookie.
@@ -326,6 +340,15 @@ func (c *Catalog) Validate() error {
 		}
 		if k.ClickParam != "" && url.QueryEscape(k.ClickParam) != k.ClickParam {
 			return bad("campaign %q: click_param %q must not need escaping", k.ID, k.ClickParam)
+		}
+		if k.PartnerKeyParam != "" && url.QueryEscape(k.PartnerKeyParam) != k.PartnerKeyParam {
+			return bad("campaign %q: partner_key_param %q must not need escaping", k.ID, k.PartnerKeyParam)
+		}
+		// The destination drops visitor parameters that look like either
+		// name, so two names alike would give a server two values for one.
+		if (k.PassPartnerKey || k.PartnerKeyParam != "") &&
+			(keyLike(k.PartnerParam(), k.Param()) || keyLike(k.PartnerParam(), DeepLinkParam)) {
+			return bad("campaign %q: partner_key_param %q must differ from click_param and %q", k.ID, k.PartnerParam(), DeepLinkParam)
 		}
 		switch k.Attribution {
 		case "", AttributionLastClick, AttributionFirstClick:

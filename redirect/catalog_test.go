@@ -33,6 +33,13 @@ func TestValidateDestinationsAndDomains(t *testing.T) {
 		{"cookie domain with port", func(c *Catalog) { c.Merchants[0].CookieDomain = "track.shop.example:443" }, "cookie_domain"},
 		{"cookie domain shared", func(c *Catalog) { c.Merchants[1].CookieDomain = "Track.Shop.Example" }, "cookie_domain"},
 		{"api key shared", func(c *Catalog) { c.Merchants[1].APIKeyHashes = c.Merchants[0].APIKeyHashes }, "api key hash"},
+		{"partner_key_param", func(c *Catalog) { c.Campaigns[1].PartnerKeyParam = "ref" }, ""},
+		{"partner_key_param needs escaping", func(c *Catalog) { c.Campaigns[1].PartnerKeyParam = "a b" }, "partner_key_param"},
+		{"partner_key_param with ampersand", func(c *Catalog) { c.Campaigns[1].PartnerKeyParam = "a&b=c" }, "partner_key_param"},
+		{"partner_key_param is the click param", func(c *Catalog) { c.Campaigns[1].PartnerKeyParam = "Ref.Id" }, "partner_key_param"},
+		{"partner_key_param is url", func(c *Catalog) { c.Campaigns[0].PartnerKeyParam = "URL" }, "partner_key_param"},
+		{"default aff clashes with click param", func(c *Catalog) { c.Campaigns[1].ClickParam = "aff" }, "partner_key_param"},
+		{"click param aff without pass_partner_key", func(c *Catalog) { c.Campaigns[0].ClickParam = "aff" }, ""},
 		{"api key listed twice", func(c *Catalog) {
 			c.Merchants[0].APIKeyHashes = append(c.Merchants[0].APIKeyHashes, c.Merchants[0].APIKeyHashes[0])
 		}, ""},

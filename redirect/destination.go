@@ -48,10 +48,11 @@ const maxDeepLinkLen = 4096
 // consumed: never passed through.
 const DeepLinkParam = "url"
 
-// PartnerKeyParam is the destination query parameter that carries the
-// partner key when Campaign.PassPartnerKey is set. A visitor's own
-// parameter of that name is never passed through.
-const PartnerKeyParam = "aff"
+// DefaultPartnerKeyParam is the destination query parameter that carries
+// the partner key when Campaign.PassPartnerKey is set and the campaign names
+// no Campaign.PartnerKeyParam: Partnero's own example (?aff=REFERRAL_KEY).
+// A visitor's own parameter of the campaign's name is never passed through.
+const DefaultPartnerKeyParam = "aff"
 
 // destPlan is everything about a link's destination that depends only on
 // the catalog: Index builds one per link and campaign per catalog version.
@@ -130,12 +131,13 @@ func allowedDomains(m *Merchant, c *Campaign) []string {
 // host or (a subdomain of) an allowed domain of the merchant or campaign;
 // otherwise res.DeepLinkRejected is set. Then, unless Link.NoPassthrough,
 // the visitor's parameters follow in their order, canonically escaped,
-// except url=, the click parameter and aff= (compared loosely: ASCII case,
+// except url=, the click parameter and the partner key parameter
+// (Campaign.PartnerParam, aff= by default; compared loosely: ASCII case,
 // '.' or ' ' for '_', a "[...]" suffix ignored, so that no server can read
 // them as ours) and, with a template, names the template's own query sets.
 // The click id follows as Campaign.Param()=id unless the template placed it
-// with {click_id}, then aff=key when Campaign.PassPartnerKey, then the
-// fragment.
+// with {click_id}, then PartnerParam()=key when Campaign.PassPartnerKey,
+// then the fragment.
 //
 // The result is checked before it is returned: an error wrapping
 // ErrUnsafeDestination means it was not an absolute http(s) URL on an
@@ -161,6 +163,7 @@ func AppendDestination(dst []byte, in *DestInput, res *DestResult) ([]byte, erro
 	}
 	t := p.tmpl
 	param := r.Campaign.Param()
+	keyParam := r.Campaign.PartnerParam()
 
 	// First pass: what the query tells us.
 	var deep []byte
@@ -222,7 +225,7 @@ func AppendDestination(dst []byte, in *DestInput, res *DestResult) ([]byte, erro
 			var k, v string
 			var eq bool
 			k, v, eq, q = nextPair(q)
-			if len(k) == 0 || keyLike(k, param) || keyLike(k, PartnerKeyParam) {
+			if len(k) == 0 || keyLike(k, param) || keyLike(k, keyParam) {
 				continue
 			}
 			dst, hasQuery = appendSep(dst, hasQuery)
@@ -238,7 +241,7 @@ func AppendDestination(dst []byte, in *DestInput, res *DestResult) ([]byte, erro
 			var k, v []byte
 			var eq bool
 			k, v, eq, q = nextPair(q)
-			if len(k) == 0 || keyIs(k, DeepLinkParam) || keyLike(k, param) || keyLike(k, PartnerKeyParam) {
+			if len(k) == 0 || keyIs(k, DeepLinkParam) || keyLike(k, param) || keyLike(k, keyParam) {
 				continue
 			}
 			if !useDeep && t.setsKey(k) {
@@ -256,7 +259,8 @@ func AppendDestination(dst []byte, in *DestInput, res *DestResult) ([]byte, erro
 	}
 	if r.Campaign.PassPartnerKey && r.Partner != nil && r.Partner.Key != "" {
 		dst, _ = appendSep(dst, hasQuery)
-		dst = append(dst, PartnerKeyParam+"="...)
+		dst = append(dst, keyParam...)
+		dst = append(dst, '=')
 		dst = appendEscaped(dst, r.Partner.Key)
 	}
 	if useDeep {

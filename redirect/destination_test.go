@@ -158,6 +158,53 @@ func TestAppendDestination(t *testing.T) {
 	}
 }
 
+// A campaign's partner_key_param names the parameter that carries the
+// partner key (Partnero: "the exact query parameter depends on your
+// program"); only that name is ours, so only it is dropped from the visitor.
+func TestAppendDestinationPartnerKeyParam(t *testing.T) {
+	c := testCatalog(t)
+	c.Campaigns = append(c.Campaigns,
+		Campaign{ID: "c5", MerchantID: "m1", DefaultDestination: "https://shop.example/signup", PassPartnerKey: true, PartnerKeyParam: "ref"},
+		Campaign{ID: "c6", MerchantID: "m1", DefaultDestination: "https://shop.example/signup", PartnerKeyParam: "via"})
+	c.Links = append(c.Links,
+		Link{Code: "refkey", CampaignID: "c5", PartnerID: "p1"},
+		Link{Code: "viakey", CampaignID: "c6", PartnerID: "p1"})
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	x := NewIndex(c)
+	tests := []struct {
+		name, code, query, want string
+	}{
+		{"custom name", "refkey", "",
+			"https://shop.example/signup?click_id=" + testID + "&ref=alice"},
+		{"visitor's ref dropped, aff is not ours", "refkey", "ref=evil&REF=x&re%66=y&ref[]=z&aff=kept&x=1",
+			"https://shop.example/signup?aff=kept&x=1&click_id=" + testID + "&ref=alice"},
+		{"deep link's own ref dropped", "refkey", "url=https://shop.example/p%3Fref%3Devil%26aff%3D1",
+			"https://shop.example/p?aff=1&click_id=" + testID + "&ref=alice"},
+		{"name without pass_partner_key appends nothing", "viakey", "via=evil&aff=kept",
+			"https://shop.example/signup?aff=kept&click_id=" + testID},
+		{"default name is aff", "def2", "aff=evil&ref=kept",
+			"https://shop.example/p/?cid=" + testID + "&k=alice&ref=kept&aff=alice#top"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := lookup(t, x, tt.code)
+			got, err := AppendDestination(nil, &DestInput{R: r, ClickID: testID, Query: []byte(tt.query)}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+			checkInvariants(t, r, testID, got, r.plan.tmpl.host, r.plan.allowed)
+		})
+	}
+	if got, want := (&Campaign{}).PartnerParam(), "aff"; got != want {
+		t.Errorf("default PartnerParam() = %q, want %q", got, want)
+	}
+}
+
 func TestAppendDestinationUTMCap(t *testing.T) {
 	x := NewIndex(testCatalog(t))
 	var q []string
@@ -279,6 +326,7 @@ func checkInvariants(t *testing.T, r Resolved, clickID string, out []byte, trust
 		t.Fatalf("%q: host %q is neither %q nor within %q", s, host, trusted, allowed)
 	}
 	param := r.Campaign.Param()
+	keyParam := r.Campaign.PartnerParam()
 	q := u.Query()
 	for k, vs := range q {
 		switch {
@@ -286,8 +334,8 @@ func checkInvariants(t *testing.T, r Resolved, clickID string, out []byte, trust
 			if k != param || len(vs) != 1 || vs[0] != clickID {
 				t.Fatalf("%q: click parameter %q = %q, want only %q = [%q]", s, k, vs, param, clickID)
 			}
-		case keyLike(k, PartnerKeyParam):
-			if !r.Campaign.PassPartnerKey || k != PartnerKeyParam || len(vs) != 1 || vs[0] != r.Partner.Key {
+		case keyLike(k, keyParam):
+			if !r.Campaign.PassPartnerKey || k != keyParam || len(vs) != 1 || vs[0] != r.Partner.Key {
 				t.Fatalf("%q: partner key parameter %q = %q", s, k, vs)
 			}
 		}

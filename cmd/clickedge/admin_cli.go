@@ -218,7 +218,8 @@ var campaignFields = []bodyField{
 	{flag: "click-param", key: "click_param", arg: "NAME", help: "destination query parameter carrying the click id (default click_id)"},
 	{flag: "cookie-name", key: "cookie_name", arg: "NAME", help: "first-party cookie name (default ce_<campaign id>)"},
 	{flag: "cookie-holds", key: "cookie_holds", arg: "WHAT", help: "click_id (default) or partner_key"},
-	{flag: "pass-partner-key", key: "pass_partner_key", kind: fBool, help: "append the partner key as aff= to the destination"},
+	{flag: "pass-partner-key", key: "pass_partner_key", kind: fBool, help: "append the partner key to the destination (as --partner-key-param, default aff=)"},
+	{flag: "partner-key-param", key: "partner_key_param", arg: "NAME", help: "destination query parameter carrying the partner key (default aff)"},
 	{flag: "pixel-id", key: "pixel_id", arg: "ID", help: "public id of the campaign's browser pixels"},
 	{flag: "allowed-domain", key: "allowed_domains", arg: "DOMAIN", kind: fStrings, help: "extra allowed host; repeat for more; replaces the list"},
 	{flag: "commission", key: "commissions", arg: "SPEC", kind: fCommission, help: "commission rule, e.g. type=sale,percent=10 or type=lead,flat=5.00 or\n" +

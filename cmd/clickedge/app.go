@@ -337,6 +337,20 @@ func startEdge(ctx context.Context, cfg *Config, log *slog.Logger, nc *nats.Conn
 			geoPath = m[0]
 		}
 	}
+	// The build time is exported with or without a database (0: none), so
+	// that an alert can tell "missing" from "not scraped".
+	var loaded atomic.Pointer[geo.DB]
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "clickedge_geo_database_build_timestamp_seconds",
+		Help: "Build time of the loaded geo database (0: none loaded).",
+	}, func() float64 {
+		if g := loaded.Load(); g != nil {
+			if i := g.Info(); i.Loaded {
+				return float64(i.BuildTime.Unix())
+			}
+		}
+		return 0
+	}))
 	if geoPath != "" {
 		g := geo.New(geoPath)
 		g.Logger = log
@@ -345,15 +359,7 @@ func startEdge(ctx context.Context, cfg *Config, log *slog.Logger, nc *nats.Conn
 		}
 		onClose("geo", func(context.Context) error { return g.Close() })
 		ecfg.Geo = g
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "clickedge_geo_database_build_timestamp_seconds",
-			Help: "Build time of the loaded geo database (0: none loaded).",
-		}, func() float64 {
-			if i := g.Info(); i.Loaded {
-				return float64(i.BuildTime.Unix())
-			}
-			return 0
-		}))
+		loaded.Store(g)
 	} else {
 		log.Warn("no geo database: clicks get no country (run `make geoip` or pass --geoip)")
 	}
