@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -122,7 +123,16 @@ func (a *AdminAPI) Handler() (http.Handler, error) {
 		writeAdminJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.Handle("/", a.serve(nil))
-	return mux, nil
+	notFound := a.serve(nil)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The mux would redirect an unclean path (//x, /a/../b) to its
+		// clean form; an API answers it as unknown instead.
+		if p := r.URL.Path; p == "" || path.Clean(p) != p {
+			notFound.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}), nil
 }
 
 // serve authenticates, dispatches on the method and writes the answer.
