@@ -2,15 +2,16 @@
 GO ?= go
 FUZZTIME ?= 4s
 
-.PHONY: run test unit fuzz vet build geoip bench
+.PHONY: run test unit fuzz vet build geoip bench bench-micro benchcheck modules
 
 ## run: fetch a free geo database (best effort), then start clickedge with embedded NATS and the demo catalog
 run:
 	-@$(MAKE) --no-print-directory geoip
 	$(GO) run ./cmd/clickedge serve --demo
 
-## test: every test — format, vet, unit, integration and end-to-end under -race, then each fuzz target briefly
-test: vet unit fuzz
+## test: every test — format, vet, unit, integration and end-to-end under -race, the bench and deploy
+## modules, every benchmark once (so each still compiles and runs), then each fuzz target briefly
+test: vet unit modules benchcheck fuzz
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
@@ -22,6 +23,14 @@ unit:
 fuzz:
 	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh
 
+# The bench harness is its own module (its load generator's dependencies
+# stay out of the product's go.mod).
+modules:
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+benchcheck:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
 build:
 	$(GO) build -o clickedge ./cmd/clickedge
 
@@ -29,5 +38,10 @@ build:
 geoip:
 	@ls data/geoip/*.mmdb >/dev/null 2>&1 || bash deploy/geoip.sh ./data
 
+## bench: the benchmark suite (bench/README.md): clickedge against bare fasthttp and nginx, pinned, 3 rounds → bench/RESULTS.md
 bench:
+	GO=$(GO) bash bench/run.sh
+
+## bench-micro: the go test -bench micro-benchmarks beside the code
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
