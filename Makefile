@@ -23,10 +23,13 @@ unit:
 fuzz:
 	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh
 
-# The bench harness is its own module (its load generator's dependencies
-# stay out of the product's go.mod).
+# The bench harness and the deploy checks are modules of their own: their
+# dependencies (HdrHistogram; compose-go, Kubernetes types, BuildKit's
+# Dockerfile parser) stay out of the product's go.mod. The deploy checks read
+# every file of deploy/ with the tool that consumes it (see deploy/README.md).
 modules:
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
+	cd deploy/check && CGO_ENABLED=0 $(GO) vet ./... && CGO_ENABLED=0 $(GO) test -count=1 ./...
 
 benchcheck:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
