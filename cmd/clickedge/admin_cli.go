@@ -1108,6 +1108,9 @@ func parseCommission(spec string, cur money.Currency) (commissionRule, error) {
 		if v == "" {
 			return rule, fmt.Errorf("%q: %s has no value", spec, k)
 		}
+		if strings.Contains(v, "=") {
+			return rule, fmt.Errorf("%q: %s=%s: a value cannot hold '='", spec, k, v)
+		}
 		group := k
 		switch k {
 		case "percent_bps":
