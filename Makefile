@@ -2,7 +2,7 @@
 GO ?= go
 FUZZTIME ?= 4s
 
-.PHONY: run test unit fuzz vet build geoip bench bench-micro benchcheck modules
+.PHONY: run test unit fuzz vet build geoip bench bench-micro benchcheck modules chaos
 
 ## run: fetch a free geo database (best effort), then start clickedge with embedded NATS and the demo catalog
 run:
@@ -48,3 +48,10 @@ bench:
 ## bench-micro: the go test -bench micro-benchmarks beside the code
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## chaos: the fault suite: real edge, worker and nats-server processes under kill -9, NATS outages, an
+## outbox cap, a 3-node cluster losing nodes, a rebuild and a clock jump; prints one table.
+## CHAOS_SECONDS=60 make chaos gives the full-length figures (about 9 minutes on 2 cores)
+CHAOS_SECONDS ?= 8
+chaos:
+	CLICKEDGE_CHAOS=1 CHAOS_SECONDS=$(CHAOS_SECONDS) $(GO) test -count=1 -timeout 30m -run '^TestChaos$$' -v ./cmd/clickedge/

@@ -504,45 +504,112 @@ func TestCatalogKeptAndVersioned(t *testing.T) {
 	}
 }
 
-func TestRedirectAllocs(t *testing.T) {
-	s, _ := newTestServer(t)
+// redirectRequest is the request of the allocation test and the benchmark:
+// a browser UA, a client address behind a trusted proxy, a referrer, UTM
+// and sub parameters, and the campaign cookie of an earlier click.
+func redirectRequest(t testing.TB, s *Server) *fasthttp.RequestCtx {
+	t.Helper()
 	var req fasthttp.Request
-	req.SetRequestURI("/r/a1?utm_source=x")
+	req.SetRequestURI("/r/a1?utm_source=newsletter&utm_medium=email&sub1=abc")
 	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0")
+	req.Header.Set("X-Forwarded-For", "81.2.69.160")
+	req.Header.Set("Referer", "https://blog.example.org/post-3")
+	req.Header.SetCookie("ce_ca", s.Minter.New(time.Now()))
 	ctx := &fasthttp.RequestCtx{}
-	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(198, 51, 100, 7), Port: 5555}, nil)
+	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555}, nil)
+	return ctx
+}
+
+// newModeServer is newTestServer with a capture mode, an enricher that
+// believes loopback's X-Forwarded-For, and an outbox commit interval.
+func newModeServer(t testing.TB, capture Capture, interval time.Duration) *Server {
+	t.Helper()
+	ob := sink.NewOutbox(filepath.Join(t.TempDir(), "edge.db"))
+	ob.NoSync = true
+	ob.CommitInterval = interval
+	if err := ob.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ob.Close() })
+	m, err := redirect.NewMinter([]byte("edge-test-secret-0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted, _ := enrich.ParseTrustedProxies("127.0.0.1/32")
+	s := &Server{Minter: m, Enricher: enrich.New(enrich.Config{TrustedProxies: trusted}), Outbox: ob, EdgeID: "t", Capture: capture}
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(testCatalog())
+	if err := s.ApplyCatalog(data); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func redirectAllocs(t *testing.T, s *Server) float64 {
+	t.Helper()
+	ctx := redirectRequest(t, s)
 	h := s.Handler()
-	h(ctx) // warm the UA cache and pools
-	allocs := testing.AllocsPerRun(200, func() {
+	for range 3 { // warm the UA cache, the pools and the outbox buffers
+		ctx.Response.Reset()
+		h(ctx)
+	}
+	if ctx.Response.StatusCode() != 302 {
+		t.Fatalf("status %d", ctx.Response.StatusCode())
+	}
+	return testing.AllocsPerRun(500, func() {
 		ctx.Response.Reset()
 		h(ctx)
 	})
-	// In this serial loop every request is its own outbox commit, and bbolt's
-	// commit allocates about 75 times (under load that cost is shared by the
-	// whole group); the handler's own share is about 10. The bound guards
-	// against regressions in either.
-	const max = 100
-	if allocs > max {
-		t.Errorf("redirect handler: %.0f allocs/op, want <= %d", allocs, max)
-	}
-	t.Logf("redirect handler: %.0f allocs/op", allocs)
 }
 
+// TestRedirectAllocs pins the allocations of the redirect handler with
+// enrichment (UA, client address, uniqueness), UTM and sub parameters and a
+// returning visitor's cookie, per capture mode. It counts every allocation
+// in the process while the handler runs, the outbox writer's included.
+func TestRedirectAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
+	// none: nothing is built for a record; the handler allocates nothing.
+	if got := redirectAllocs(t, newModeServer(t, CaptureNone, 0)); got > 0 {
+		t.Errorf("capture none: %v allocs/op, want 0 (issue 5: at most 2)", got)
+	}
+	// async, no commit during the measurement: the handler's own
+	// allocations plus the outbox queue's amortised growth.
+	if got := redirectAllocs(t, newModeServer(t, CaptureAsync, time.Hour)); got > 4 {
+		t.Errorf("capture async: %v allocs/op, want <= 4", got)
+	} else {
+		t.Logf("capture async: %v allocs/op", got)
+	}
+	// durable: in this serial loop every request is its own bbolt commit,
+	// whose allocations (60 to 85 as its pages split; shared by the whole
+	// group under load) dominate; the bound guards both.
+	if got := redirectAllocs(t, newModeServer(t, CaptureDurable, 0)); got > 100 {
+		t.Errorf("capture durable: %v allocs/op, want <= 100", got)
+	} else {
+		t.Logf("capture durable: %v allocs/op", got)
+	}
+}
+
+// BenchmarkRedirect runs the redirect handler, as fasthttp calls it, in each
+// capture mode (the outbox without fsync: the handler's cost, not the disk's).
 func BenchmarkRedirect(b *testing.B) {
-	s, _ := newTestServer(b)
-	var req fasthttp.Request
-	req.SetRequestURI("/r/a1?utm_source=x&sub1=abc")
-	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0")
-	h := s.Handler()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := &fasthttp.RequestCtx{}
-		ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(198, 51, 100, 7), Port: 5555}, nil)
-		for pb.Next() {
-			ctx.Response.Reset()
-			h(ctx)
-		}
-	})
+	for _, mode := range []Capture{CaptureNone, CaptureAsync, CaptureDurable} {
+		b.Run(string(mode), func(b *testing.B) {
+			s := newModeServer(b, mode, 0)
+			h := s.Handler()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := redirectRequest(b, s)
+				for pb.Next() {
+					ctx.Response.Reset()
+					h(ctx)
+				}
+			})
+		})
+	}
 }
 
 // TestOutboxFull fills the outbox to its cap: visitors are still redirected

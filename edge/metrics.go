@@ -20,6 +20,9 @@ const (
 	outcomeNonUnique = "non_unique"
 	outcomeOrphan    = "orphan"
 	outcomeDropped   = "dropped"
+	// outcomeNotCaptured counts the clicks of --capture none: minted and
+	// redirected, recorded nowhere.
+	outcomeNotCaptured = "not_captured"
 )
 
 type metrics struct {
@@ -31,6 +34,9 @@ type metrics struct {
 	deepLinks prometheus.Counter
 	forgedCk  prometheus.Counter
 	redirectH prometheus.Observer
+	// redirect3xx and redirect4xx are requests{route="redirect"} by class,
+	// resolved once rather than per redirect.
+	redirect3xx, redirect4xx prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -64,14 +70,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	clicks := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "clickedge_clicks_total",
-		Help: "Clicks minted by the edge, by outcome (recorded, bot, non_unique, orphan, dropped).",
+		Help: "Clicks minted by the edge, by outcome (recorded, bot, non_unique, orphan, dropped; not_captured under --capture none).",
 	}, []string{"outcome"})
-	for _, o := range []string{outcomeRecorded, outcomeBot, outcomeNonUnique, outcomeOrphan, outcomeDropped} {
+	for _, o := range []string{outcomeRecorded, outcomeBot, outcomeNonUnique, outcomeOrphan, outcomeDropped, outcomeNotCaptured} {
 		m.clicks[o] = clicks.WithLabelValues(o)
 	}
 	m.dropped.WithLabelValues("full")
 	m.dropped.WithLabelValues("error")
 	m.redirectH = m.latency.WithLabelValues(routeRedirect)
+	m.redirect3xx = m.requests.WithLabelValues(routeRedirect, "3xx")
+	m.redirect4xx = m.requests.WithLabelValues(routeRedirect, "4xx")
 	if reg != nil {
 		reg.MustRegister(m.requests, m.latency, clicks, m.dropped, m.unsafe, m.deepLinks, m.forgedCk)
 	}

@@ -3,6 +3,7 @@ package edge
 import (
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -16,19 +17,24 @@ import (
 const UnknownMerchant = "_unknown"
 
 // clickState is the per-request scratch of the redirect path, pooled so that
-// a redirect reuses its buffers.
+// a redirect reuses its buffers (and the UTM map of res).
 type clickState struct {
 	click sink.Click
 	facts enrich.Facts
-	in    enrich.Input
 	res   redirect.DestResult
 	dest  []byte
 	id    []byte
 	enc   []byte
-	subj  []byte
 }
 
 var statePool = sync.Pool{New: func() any { return new(clickState) }}
+
+// releaseState returns st to the pool without the click, whose strings view
+// this request's buffers.
+func releaseState(st *clickState) {
+	st.click = sink.Click{}
+	statePool.Put(st)
+}
 
 var (
 	hdrXFF       = []byte("X-Forwarded-For")
@@ -38,37 +44,39 @@ var (
 )
 
 // redirect answers GET and HEAD /r/{code}: a 302 to the link's destination
-// with a fresh click id, sent only after the click is committed to the outbox.
-func (s *Server) redirect(ctx *fasthttp.RequestCtx, code []byte) {
+// with a fresh click id, sent after the click is committed to the outbox
+// (CaptureDurable), queued for it (CaptureAsync), or without recording it
+// (CaptureNone).
+//
+// Per request, nothing is built that the catalog version already knows (the
+// destination plan, the cookie name, the click subject), and the click's
+// strings are views of the request and of the pooled state, encoded and
+// copied into the outbox before the handler returns.
+func (s *Server) redirect(ctx *fasthttp.RequestCtx, code []byte, start time.Time) {
 	if !ctx.IsGet() && !ctx.IsHead() {
 		writeMethodNotAllowed(ctx, "GET, HEAD", "use GET or HEAD")
 		return
 	}
 	st := statePool.Get().(*clickState)
-	defer statePool.Put(st)
-	st.click = sink.Click{}
-	st.res = redirect.DestResult{}
+	defer releaseState(st)
+	capture := s.Capture != CaptureNone
 
-	now := s.Now()
+	now := start
+	if !s.wallClock {
+		now = s.Now()
+	}
 	st.id = s.Minter.AppendNew(st.id[:0], now)
-	c := &st.click
-	c.V = sink.ClickVersion
-	c.ID = string(st.id)
-	c.TS = now.UnixMilli()
-	c.Edge = s.EdgeID
-	c.Source = sink.SourceRedirect
-
-	st.in = enrich.Input{
+	clickID := bytesView(st.id)
+	in := enrich.Input{
+		Time:          now,
 		Peer:          peerAddr(ctx),
 		XForwardedFor: ctx.Request.Header.PeekBytes(hdrXFF),
 		Forwarded:     ctx.Request.Header.PeekBytes(hdrForwarded),
 		UserAgent:     ctx.Request.Header.UserAgent(),
 		Head:          ctx.IsHead(),
-		LinkKey:       string(code),
+		LinkKey:       bytesView(code),
 	}
-	s.Enricher.Enrich(&st.in, &st.facts)
-	copyFacts(c, &st.facts, st.in.UserAgent)
-	c.Referrer = string(ctx.Request.Header.Referer())
+	s.Enricher.Enrich(&in, &st.facts)
 
 	x := s.index.Load()
 	var r redirect.Resolved
@@ -77,60 +85,67 @@ func (s *Server) redirect(ctx *fasthttp.RequestCtx, code []byte) {
 		r, ok = x.Lookup(code)
 	}
 	if !ok || r.Link.Paused {
-		s.orphan(ctx, st, x, r, ok, code)
+		s.orphan(ctx, st, x, r, ok, code, now, &in)
 		return
 	}
-	c.MerchantID = r.Merchant.ID
-	c.CampaignID = r.Campaign.ID
-	c.PartnerID = r.Partner.ID
-	c.PartnerKey = r.Partner.Key
-	c.LinkCode = r.Link.Code
 
 	var err error
 	st.dest, err = redirect.AppendDestination(st.dest[:0], &redirect.DestInput{
-		R: r, ClickID: c.ID, Query: ctx.URI().QueryString(),
+		R: r, ClickID: clickID, Query: ctx.URI().QueryString(), SkipValues: !capture,
 	}, &st.res)
 	if err != nil {
 		// A template or deep link that fails the safety check never reaches
 		// the visitor; the click is kept as an orphan of its link.
 		s.m.unsafe.Inc()
-		s.orphan(ctx, st, x, r, true, code)
+		s.orphan(ctx, st, x, r, true, code, now, &in)
 		return
 	}
 	if st.res.DeepLinkRejected {
 		s.m.deepLinks.Inc()
 	}
-	c.Subs = st.res.Subs
-	c.UTM = st.res.UTM
-	c.Destination = string(st.dest)
+	cookieName := r.CookieName()
 
-	// A visitor who already holds this campaign's click cookie: link the new
-	// click to the old one.
-	cookieName := r.Campaign.Cookie()
-	if v := ctx.Request.Header.Cookie(cookieName); len(v) > 0 {
-		if cc, err := redirect.ParseCookieValue(r.Campaign, v); err != nil {
-			s.m.forgedCk.Inc()
-		} else if cc.ClickID != "" {
-			if _, err := s.Minter.Verify(cc.ClickID); err == nil {
-				c.PrevClickID = cc.ClickID
-			} else {
+	if capture {
+		c := &st.click
+		s.newClick(c, clickID, now, ctx, &st.facts, in.UserAgent)
+		c.MerchantID = r.Merchant.ID
+		c.CampaignID = r.Campaign.ID
+		c.PartnerID = r.Partner.ID
+		c.PartnerKey = r.Partner.Key
+		c.LinkCode = r.Link.Code
+		c.Subs = st.res.Subs
+		c.UTM = st.res.UTM
+		c.Destination = bytesView(st.dest)
+
+		// A visitor who already holds this campaign's click cookie: link the
+		// new click to the old one.
+		if v := ctx.Request.Header.Cookie(cookieName); len(v) > 0 {
+			if cc, err := redirect.ParseCookieValue(r.Campaign, v); err != nil {
 				s.m.forgedCk.Inc()
+			} else if cc.ClickID != "" {
+				if _, err := s.Minter.Verify(cc.ClickID); err == nil {
+					c.PrevClickID = cc.ClickID
+				} else {
+					s.m.forgedCk.Inc()
+				}
 			}
 		}
-	}
 
-	outcome := outcomeRecorded
-	switch {
-	case c.Bot:
-		outcome = outcomeBot
-	case c.NonUnique:
-		outcome = outcomeNonUnique
+		outcome := outcomeRecorded
+		switch {
+		case c.Bot:
+			outcome = outcomeBot
+		case c.NonUnique:
+			outcome = outcomeNonUnique
+		}
+		s.record(ctx, st, outcome)
+	} else {
+		s.m.clicks[outcomeNotCaptured].Inc()
 	}
-	s.record(ctx, st, outcome)
 
 	ck := fasthttp.AcquireCookie()
 	ck.SetKey(cookieName)
-	ck.SetValue(redirect.CookieValue(r.Campaign, c.ID, r.Partner.Key))
+	ck.SetValue(redirect.CookieValue(r.Campaign, clickID, r.Partner.Key))
 	ck.SetMaxAge(redirect.CookieMaxAge(r.Campaign))
 	ck.SetPath("/")
 	ck.SetHTTPOnly(true)
@@ -145,15 +160,32 @@ func (s *Server) redirect(ctx *fasthttp.RequestCtx, code []byte) {
 	ctx.Response.Header.SetBytesV(fasthttp.HeaderLocation, st.dest)
 	ctx.Response.Header.SetBytesV(fasthttp.HeaderCacheControl, hdrNoStore)
 	ctx.SetStatusCode(fasthttp.StatusFound)
-	s.m.requests.WithLabelValues(routeRedirect, "3xx").Inc()
+	s.m.redirect3xx.Inc()
+}
+
+// newClick fills the parts of a redirect click that do not depend on the
+// link. Its strings view the request and st: see bytesView.
+func (s *Server) newClick(c *sink.Click, clickID string, now time.Time, ctx *fasthttp.RequestCtx, f *enrich.Facts, ua []byte) {
+	c.V = sink.ClickVersion
+	c.ID = clickID
+	c.TS = now.UnixMilli()
+	c.Edge = s.EdgeID
+	c.Source = sink.SourceRedirect
+	copyFacts(c, f)
+	c.UserAgent = truncate(bytesView(ua), 512)
+	c.Referrer = bytesView(ctx.Request.Header.Referer())
 }
 
 // orphan answers an unknown or paused code: the link's or merchant's fallback
 // URL, or a plain 404 page, and records the click as an orphan.
-func (s *Server) orphan(ctx *fasthttp.RequestCtx, st *clickState, x *redirect.Index, r redirect.Resolved, known bool, code []byte) {
+func (s *Server) orphan(ctx *fasthttp.RequestCtx, st *clickState, x *redirect.Index, r redirect.Resolved, known bool,
+	code []byte, now time.Time, in *enrich.Input) {
 	c := &st.click
-	c.Orphan = true
-	c.LinkCode = truncate(string(code), 64)
+	if s.Capture != CaptureNone {
+		s.newClick(c, bytesView(st.id), now, ctx, &st.facts, in.UserAgent)
+		c.Orphan = true
+		c.LinkCode = truncate(bytesView(code), 64)
+	}
 	fallback := ""
 	if known {
 		c.MerchantID = r.Merchant.ID
@@ -181,24 +213,34 @@ func (s *Server) orphan(ctx *fasthttp.RequestCtx, st *clickState, x *redirect.In
 		ctx.SetStatusCode(fasthttp.StatusNotFound)
 		ctx.SetContentType("text/plain; charset=utf-8")
 		ctx.SetBody(notFoundBody)
-		s.m.requests.WithLabelValues(routeRedirect, "4xx").Inc()
+		s.m.redirect4xx.Inc()
 		return
 	}
 	// Fallback URLs come from the validated catalog or the operator's flag,
 	// never from the request.
 	ctx.Response.Header.Set(fasthttp.HeaderLocation, fallback)
 	ctx.SetStatusCode(fasthttp.StatusFound)
-	s.m.requests.WithLabelValues(routeRedirect, "3xx").Inc()
+	s.m.redirect3xx.Inc()
 }
 
-// record commits the click to the outbox. A click that cannot be stored is
-// counted and logged (rate-limited); the visitor is redirected anyway.
+// record hands the click to the outbox as the capture mode says: committed
+// before it returns (durable), queued (async), or not at all (none). A click
+// that cannot be stored or queued is counted and logged (rate-limited); the
+// visitor is redirected anyway.
 func (s *Server) record(ctx *fasthttp.RequestCtx, st *clickState, outcome string) {
+	if s.Capture == CaptureNone {
+		s.m.clicks[outcomeNotCaptured].Inc()
+		return
+	}
 	var err error
 	st.enc, err = sink.AppendClick(st.enc[:0], &st.click)
 	if err == nil {
-		st.subj = append(append(st.subj[:0], sink.ClickSubjectPrefix...), st.click.MerchantID...)
-		err = s.Outbox.Append(commitCtx, sink.Record{Subject: string(st.subj), MsgID: st.click.ID, Data: st.enc})
+		rec := sink.Record{Subject: s.clickSubject(st.click.MerchantID), MsgID: st.click.ID, Data: st.enc}
+		if s.Capture == CaptureAsync {
+			err = s.Outbox.Enqueue(rec)
+		} else {
+			err = s.Outbox.Append(commitCtx, rec)
+		}
 	}
 	if err != nil {
 		reason := "error"
@@ -213,10 +255,21 @@ func (s *Server) record(ctx *fasthttp.RequestCtx, st *clickState, outcome string
 	s.m.clicks[outcome].Inc()
 }
 
-func copyFacts(c *sink.Click, f *enrich.Facts, ua []byte) {
+// clickSubject returns the JetStream subject of a merchant's clicks, from
+// the table built per catalog version when the merchant is in it.
+func (s *Server) clickSubject(merchantID string) string {
+	if m := s.subjects.Load(); m != nil {
+		if subj, ok := (*m)[merchantID]; ok {
+			return subj
+		}
+	}
+	return sink.ClickSubjectPrefix + merchantID
+}
+
+// copyFacts copies the enrichment facts into c (not the User-Agent itself).
+func copyFacts(c *sink.Click, f *enrich.Facts) {
 	c.IP = f.StoredIP
 	c.Country, c.Region, c.City = f.Country, f.Region, f.City
-	c.UserAgent = truncate(string(ua), 512)
 	c.Browser, c.BrowserVersion, c.OS, c.Device = f.Browser, f.BrowserVersion, f.OS, f.Device
 	c.Bot, c.BotReason, c.NonUnique = f.Bot, f.BotReason, f.NonUnique
 }

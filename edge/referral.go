@@ -102,9 +102,10 @@ func (s *Server) referralRedirect(ctx *fasthttp.RequestCtx, p Params) {
 		UserAgent: ctx.Request.Header.UserAgent(), Head: ctx.IsHead(), LinkKey: m.ID + "/ref/" + code,
 	}
 	s.Enricher.Enrich(&in, &f)
-	copyFacts(&c, &f, in.UserAgent)
+	copyFacts(&c, &f)
+	c.UserAgent = truncate(string(in.UserAgent), 512)
 	st := statePool.Get().(*clickState)
-	defer statePool.Put(st)
+	defer releaseState(st)
 	st.click = c
 	outcome := outcomeRecorded
 	switch {

@@ -1,7 +1,8 @@
 // Package edge is clickedge's public HTTP surface: the redirect (/r/{code}),
 // the merchant APIs of the seed dialects, and health. It is the only package
-// that speaks HTTP (fasthttp). Every write it acknowledges is durable in the
-// sink outbox first.
+// that speaks HTTP (fasthttp). Every merchant write it acknowledges is
+// durable in the sink outbox first; redirect clicks are too under the
+// default capture mode (see Capture for async and none).
 package edge
 
 import (
@@ -38,8 +39,13 @@ type Server struct {
 	Minter *redirect.Minter
 	// Enricher turns a request into click facts (IP, geo, UA, bot, uniqueness).
 	Enricher *enrich.Enricher
-	// Outbox is where every click is committed before the visitor is answered.
+	// Outbox is where clicks and merchant events are committed: every
+	// merchant write before its 2xx, and redirect clicks as Capture says.
 	Outbox *sink.Outbox
+	// Capture is what the redirect path does with its clicks: CaptureDurable
+	// (the default, also for ""), CaptureAsync or CaptureNone. Merchant API
+	// writes are durable in every mode.
+	Capture Capture
 	// Lister answers the read APIs: the worker itself in `serve`, or a
 	// sink.APIClient that asks it over NATS.
 	Lister sink.ClickLister
@@ -67,7 +73,10 @@ type Server struct {
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
 
-	index     atomic.Pointer[redirect.Index]
+	index atomic.Pointer[redirect.Index]
+	// subjects maps the catalog's merchant ids to their click subjects, so
+	// that a redirect does not build one (stored before index).
+	subjects  atomic.Pointer[map[string]string]
 	appliedAt atomic.Int64
 	draining  atomic.Bool
 	srv       *fasthttp.Server
@@ -77,6 +86,9 @@ type Server struct {
 	// ridPrefix and ridSeq make request ids: unique per process run.
 	ridPrefix string
 	ridSeq    atomic.Uint64
+	// wallClock is set when Now is time.Now: the redirect then reuses the
+	// time its request started instead of reading the clock again.
+	wallClock bool
 }
 
 // Open prepares the server: metrics, and the last catalog kept in the outbox.
@@ -88,12 +100,20 @@ func (s *Server) Open() error {
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
 	}
+	switch s.Capture {
+	case "":
+		s.Capture = CaptureDurable
+	case CaptureDurable, CaptureAsync, CaptureNone:
+	default:
+		return fmt.Errorf("edge: unknown capture mode %q", s.Capture)
+	}
 	s.Logger = s.Logger.With("component", "edge")
 	var rb [4]byte
 	_, _ = rand.Read(rb[:])
 	s.ridPrefix = hex.EncodeToString(rb[:]) + "-"
 	if s.Now == nil {
 		s.Now = time.Now
+		s.wallClock = true
 	}
 	if s.MaxBodyBytes <= 0 {
 		s.MaxBodyBytes = 64 << 10
@@ -175,6 +195,12 @@ func (s *Server) applyCatalog(data []byte, persist bool) error {
 	if cur := s.index.Load(); cur != nil && cur.Version() >= c.Version {
 		return nil
 	}
+	subjects := make(map[string]string, len(c.Merchants)+1)
+	subjects[UnknownMerchant] = sink.ClickSubjectPrefix + UnknownMerchant
+	for i := range c.Merchants {
+		subjects[c.Merchants[i].ID] = sink.ClickSubjectPrefix + c.Merchants[i].ID
+	}
+	s.subjects.Store(&subjects)
 	s.index.Store(redirect.NewIndex(&c))
 	s.appliedAt.Store(s.Now().UnixMilli())
 	if persist {
@@ -232,7 +258,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	var route string
 	switch {
 	case bytes.HasPrefix(path, pathRedirect):
-		s.redirect(ctx, path[len(pathRedirect):])
+		s.redirect(ctx, path[len(pathRedirect):], start)
 		s.m.redirectH.Observe(time.Since(start).Seconds())
 		return
 	case bytes.Equal(path, pathClicks):

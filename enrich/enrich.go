@@ -62,6 +62,10 @@ type Input struct {
 	// LinkKey identifies what was clicked for uniqueness: the link code, or
 	// merchant + partner for S2S clicks.
 	LinkKey string
+	// Time is when the request arrived, for uniqueness; zero means now by
+	// the Enricher's clock. A caller that already read the clock saves a
+	// read.
+	Time time.Time
 }
 
 // Facts is what Enrich learns about a request.
@@ -164,5 +168,9 @@ func (e *Enricher) Enrich(in *Input, f *Facts) {
 		f.Bot, f.BotReason, f.Device = true, BotReasonHead, DeviceBot
 	}
 
-	f.NonUnique = e.uniq.seen(e.now(), ip, in.UserAgent, in.LinkKey)
+	now := in.Time
+	if now.IsZero() {
+		now = e.now()
+	}
+	f.NonUnique = e.uniq.seen(now, ip, in.UserAgent, in.LinkKey)
 }

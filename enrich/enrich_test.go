@@ -102,6 +102,25 @@ func TestUniqueness(t *testing.T) {
 	}
 }
 
+// TestInputTime: a request's own time replaces the Enricher's clock.
+func TestInputTime(t *testing.T) {
+	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	c := &clock{t: start}
+	e := New(Config{Now: c.now})
+	in := Input{Peer: netip.MustParseAddr("203.0.113.1"), UserAgent: []byte(uaChromeWin), LinkKey: "abc"}
+	var f Facts
+	e.Enrich(&in, &f) // at the clock's time
+	in.Time = start.Add(2 * time.Hour)
+	if e.Enrich(&in, &f); f.NonUnique {
+		t.Error("a click two hours later (by Input.Time) counted as a repeat")
+	}
+	in.Time = time.Time{}
+	c.t = start.Add(2*time.Hour + time.Minute)
+	if e.Enrich(&in, &f); !f.NonUnique {
+		t.Error("without Input.Time the clock's time is not used")
+	}
+}
+
 func TestUniquenessAcrossMidnight(t *testing.T) {
 	c := &clock{t: time.Date(2025, 3, 1, 23, 59, 30, 0, time.UTC)}
 	e := New(Config{Now: c.now})

@@ -23,6 +23,10 @@ type DestInput struct {
 	ClickID string
 	// Query is the visitor's raw query string, without '?'.
 	Query []byte
+	// SkipValues leaves DestResult.Subs and UTM empty: only the deep-link
+	// decision is reported, and nothing is allocated for the values (for a
+	// caller that records nothing).
+	SkipValues bool
 }
 
 // DestResult is what AppendDestination learned from the visitor's query.
@@ -67,13 +71,24 @@ type destPlan struct {
 	// allowed are the merchant's and campaign's allowed domains in
 	// normDomain form.
 	allowed []string
+	// cookie is the campaign's cookie name (Campaign.Cookie).
+	cookie string
+}
+
+// CookieName returns the name of r's campaign cookie, Campaign.Cookie(),
+// without building it per call when r comes from Index.Lookup.
+func (r *Resolved) CookieName() string {
+	if p := r.plan; p != nil && p.campaign == r.Campaign && r.Campaign != nil {
+		return p.cookie
+	}
+	return r.Campaign.Cookie()
 }
 
 // newDestPlan plans the destination of link l (nil for a campaign's default)
 // in campaign c of merchant m. base, when not nil, is the plan of c's default
 // destination, whose template and allowed domains are shared.
 func newDestPlan(l *Link, c *Campaign, m *Merchant, base *destPlan) *destPlan {
-	p := &destPlan{link: l, campaign: c, merchant: m}
+	p := &destPlan{link: l, campaign: c, merchant: m, cookie: c.Cookie()}
 	if base != nil {
 		p.allowed = base.allowed
 	} else {
@@ -142,14 +157,21 @@ func allowedDomains(m *Merchant, c *Campaign) []string {
 // The result is checked before it is returned: an error wrapping
 // ErrUnsafeDestination means it was not an absolute http(s) URL on an
 // allowed host made only of safe bytes, and dst is returned unchanged. It
-// allocates only for what it reports in res (sub and utm strings, the UTM
-// map) and for a deep link; a Resolved from Index.Lookup needs no more.
+// allocates only for what it reports in res (sub and utm strings other than
+// the common utm_ names, the UTM map) and for a deep link; a Resolved from
+// Index.Lookup needs no more. With a nil res it reports nothing and so
+// allocates nothing but for a deep link. A res whose UTM map is not nil has
+// that map cleared and reused, so that a caller that keeps res between calls
+// does not allocate a map per call.
 func AppendDestination(dst []byte, in *DestInput, res *DestResult) ([]byte, error) {
-	var local DestResult
-	if res == nil {
-		res = &local
+	if res != nil {
+		utm := res.UTM
+		*res = DestResult{}
+		if utm != nil {
+			clear(utm)
+			res.UTM = utm
+		}
 	}
-	*res = DestResult{}
 	r := &in.R
 	if r.Campaign == nil {
 		return dst, errors.New("build destination: resolved link has no campaign")
@@ -165,10 +187,12 @@ func AppendDestination(dst []byte, in *DestInput, res *DestResult) ([]byte, erro
 	param := r.Campaign.Param()
 	keyParam := r.Campaign.PartnerParam()
 
-	// First pass: what the query tells us.
+	// First pass: what the query tells us. Values stay raw (escaped) until
+	// they are reported or substituted.
 	var deep []byte
 	haveDeep := false
 	var subsSeen uint8
+	vals := macroValues{clickID: in.ClickID, campaignID: r.Campaign.ID}
 	for q := in.Query; len(q) > 0; {
 		var k, v []byte
 		k, v, _, q = nextPair(q)
@@ -179,11 +203,14 @@ func AppendDestination(dst []byte, in *DestInput, res *DestResult) ([]byte, erro
 				deep, haveDeep = v, true
 			}
 		case keyHasPrefix(k, "utm_"):
+			if res == nil || in.SkipValues {
+				break
+			}
 			if res.UTM == nil {
 				res.UTM = make(map[string]string, 4)
 			}
 			if len(res.UTM) < MaxUTMParams {
-				name := decodeString(k, true)
+				name := decodeUTMName(k)
 				if _, dup := res.UTM[name]; !dup {
 					res.UTM[name] = decodeString(v, true)
 				}
@@ -191,12 +218,14 @@ func AppendDestination(dst []byte, in *DestInput, res *DestResult) ([]byte, erro
 		default:
 			if i := subIndex(k); i >= 0 && subsSeen&(1<<i) == 0 {
 				subsSeen |= 1 << i
-				res.Subs[i] = decodeString(v, true)
+				vals.subs[i] = v
+				if res != nil && !in.SkipValues {
+					res.Subs[i] = decodeString(v, true)
+				}
 			}
 		}
 	}
 
-	vals := macroValues{clickID: in.ClickID, campaignID: r.Campaign.ID, subs: &res.Subs}
 	if r.Link != nil {
 		vals.linkCode = r.Link.Code
 	}
@@ -208,7 +237,9 @@ func AppendDestination(dst []byte, in *DestInput, res *DestResult) ([]byte, erro
 	useDeep := false
 	if haveDeep {
 		dl, useDeep = parseDeepLink(decodeString(deep, false), t.host, p.allowed)
-		res.DeepLinkRejected = !useDeep
+		if res != nil {
+			res.DeepLinkRejected = !useDeep
+		}
 	}
 	var hasQuery bool
 	if useDeep {
@@ -278,10 +309,11 @@ func AppendDestination(dst []byte, in *DestInput, res *DestResult) ([]byte, erro
 	return dst, nil
 }
 
-// macroValues are the values substituted for a template's macros.
+// macroValues are the values substituted for a template's macros; subs are
+// the raw (still escaped) values from the visitor's query.
 type macroValues struct {
 	clickID, partnerKey, campaignID, linkCode string
-	subs                                      *[5]string
+	subs                                      [5][]byte
 }
 
 func (v *macroValues) expand(dst []byte, segs []segment) []byte {
@@ -298,7 +330,7 @@ func (v *macroValues) expand(dst []byte, segs []segment) []byte {
 		case macroLinkCode:
 			dst = appendEscaped(dst, v.linkCode)
 		default:
-			dst = appendEscaped(dst, v.subs[s.m-macroSub1])
+			dst = appendDecodedEscaped(dst, v.subs[s.m-macroSub1])
 		}
 	}
 	return dst
@@ -327,6 +359,37 @@ func appendEscaped(dst []byte, s string) []byte {
 		}
 	}
 	return dst
+}
+
+// appendDecodedEscaped appends the query component raw decoded (as
+// decodeString with plus) and then escaped (as appendEscaped), without
+// building the decoded string.
+func appendDecodedEscaped(dst []byte, raw []byte) []byte {
+	for i := 0; i < len(raw); {
+		var c byte
+		c, i = decodeByte(raw, i, true)
+		if unreserved[c] {
+			dst = append(dst, c)
+		} else {
+			dst = append(dst, '%', upperHex[c>>4], upperHex[c&15])
+		}
+	}
+	return dst
+}
+
+// utmNames are the common UTM parameter names, returned by decodeUTMName
+// without allocating.
+var utmNames = [...]string{"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "utm_id"}
+
+// decodeUTMName decodes a utm_ parameter name; the common names cost no
+// allocation.
+func decodeUTMName(k []byte) string {
+	for _, n := range utmNames {
+		if string(k) == n {
+			return n
+		}
+	}
+	return decodeString(k, true)
 }
 
 // appendSep appends the separator before another query parameter.

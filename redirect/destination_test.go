@@ -278,6 +278,9 @@ func TestAppendDestinationAllocs(t *testing.T) {
 		{"abc", "gclid=xyz&ref=nl&foo=bar+baz", 0},
 		{"def", "", 0},
 		{"abc", "sub1=alpha&sub2=beta", 2},
+		// The kept res's map is reused; common utm_ names are not copied.
+		{"abc", "utm_source=news&utm_medium=mail", 2},
+		{"abc", "utm_other=news", 2},
 	}
 	for _, tt := range tests {
 		in := &DestInput{R: lookup(t, x, tt.code), ClickID: testID, Query: []byte(tt.query)}
@@ -290,6 +293,13 @@ func TestAppendDestinationAllocs(t *testing.T) {
 		})
 		if got != tt.want {
 			t.Errorf("AppendDestination(%s?%s) allocs = %v, want %v", tt.code, tt.query, got, tt.want)
+		}
+		// Without a report, nothing is allocated, macros included.
+		for _, code := range []string{tt.code, "def"} {
+			in := &DestInput{R: lookup(t, x, code), ClickID: testID, Query: []byte(tt.query + "&sub1=x%20y")}
+			if got := testing.AllocsPerRun(200, func() { buf, _ = AppendDestination(buf[:0], in, nil) }); got != 0 {
+				t.Errorf("AppendDestination(%s?%s, nil res) allocs = %v, want 0", code, in.Query, got)
+			}
 		}
 	}
 }
@@ -435,7 +445,59 @@ func FuzzAppendDestination(f *testing.F) {
 		if len(res.UTM) > MaxUTMParams {
 			t.Fatalf("len(UTM) = %d", len(res.UTM))
 		}
+		// Without res, the same destination; with a res kept from an
+		// earlier call, the same report.
+		bare, err := AppendDestination(nil, &DestInput{R: r, ClickID: testID, Query: []byte(query)}, nil)
+		if err != nil || string(bare) != string(out) {
+			t.Fatalf("with nil res: %q, %v; want %q", bare, err, out)
+		}
+		reused := DestResult{Subs: [5]string{"old"}, UTM: map[string]string{"utm_old": "x"}, DeepLinkRejected: true}
+		again, err := AppendDestination(nil, &DestInput{R: r, ClickID: testID, Query: []byte(query)}, &reused)
+		if err != nil || string(again) != string(out) {
+			t.Fatalf("with a reused res: %q, %v; want %q", again, err, out)
+		}
+		if reused.Subs != res.Subs || reused.DeepLinkRejected != res.DeepLinkRejected || len(reused.UTM) != len(res.UTM) {
+			t.Fatalf("reused res = %+v, want %+v", reused, res)
+		}
+		for k, v := range res.UTM {
+			if reused.UTM[k] != v {
+				t.Fatalf("reused res UTM = %v, want %v", reused.UTM, res.UTM)
+			}
+		}
 	})
+}
+
+// TestAppendDestinationWithoutReport: a nil res changes nothing in the URL,
+// macros included.
+func TestAppendDestinationWithoutReport(t *testing.T) {
+	x := NewIndex(testCatalog(t))
+	for _, code := range []string{"abc", "def", "ghi", "m2link", "custom", "m3link"} {
+		for _, q := range []string{"", "sub1=a%2Fb+c&sub1=second&utm_source=x&sub5=%zz", "sub1=%E2%82%AC&url=https%3A%2F%2Fshop.example%2Fdeep", "utm_Source=A&UTM_x=1&sub2=~._-"} {
+			in := &DestInput{R: lookup(t, x, code), ClickID: testID, Query: []byte(q)}
+			var res DestResult
+			want, err := AppendDestination(nil, in, &res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := AppendDestination(nil, in, nil)
+			if err != nil || string(got) != string(want) {
+				t.Errorf("%s?%s without res = %q, %v; want %q", code, q, got, err, want)
+			}
+			skip := *in
+			skip.SkipValues = true
+			var decision DestResult
+			got, err = AppendDestination(nil, &skip, &decision)
+			if err != nil || string(got) != string(want) || decision.DeepLinkRejected != res.DeepLinkRejected ||
+				decision.Subs != [5]string{} || decision.UTM != nil {
+				t.Errorf("%s?%s with SkipValues = %q, %+v, %v; want %q and only the deep-link decision %v",
+					code, q, got, decision, err, want, res.DeepLinkRejected)
+			}
+			buf := make([]byte, 0, 1024)
+			if n := testing.AllocsPerRun(50, func() { _, _ = AppendDestination(buf, &skip, &decision) }); n != 0 && !strings.Contains(q, "url=") {
+				t.Errorf("%s?%s with SkipValues: %v allocs, want 0 (no deep link)", code, q, n)
+			}
+		}
+	}
 }
 
 func BenchmarkAppendDestination(b *testing.B) {

@@ -77,6 +77,25 @@ func TestIndexLookupAllocs(t *testing.T) {
 	}
 }
 
+// TestResolvedCookieName: the precomputed name is Campaign.Cookie(), also
+// for a hand-built Resolved, and costs nothing per call.
+func TestResolvedCookieName(t *testing.T) {
+	x := NewIndex(testCatalog(t))
+	for _, code := range []string{"abc", "def", "m2link"} {
+		r, _ := x.Lookup([]byte(code))
+		if got, want := r.CookieName(), r.Campaign.Cookie(); got != want {
+			t.Errorf("%s: CookieName = %q, want %q", code, got, want)
+		}
+		hand := Resolved{Link: r.Link, Campaign: r.Campaign, Partner: r.Partner, Merchant: r.Merchant}
+		if got, want := hand.CookieName(), r.Campaign.Cookie(); got != want {
+			t.Errorf("%s hand-built: CookieName = %q, want %q", code, got, want)
+		}
+		if n := testing.AllocsPerRun(100, func() { _ = r.CookieName() }); n != 0 {
+			t.Errorf("%s: CookieName allocs = %v, want 0", code, n)
+		}
+	}
+}
+
 func TestIndexMerchantByKey(t *testing.T) {
 	x := NewIndex(testCatalog(t))
 	tests := []struct {

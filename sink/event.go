@@ -3,6 +3,9 @@ package sink
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
+	"unicode/utf8"
 )
 
 // ClickVersion is the schema version of Click on the wire. A consumer rejects
@@ -80,20 +83,182 @@ type Click struct {
 	ReceivedAt int64 `json:"received_at,omitempty"`
 }
 
-// AppendClick appends the wire form of c to dst.
+// AppendClick appends the wire form of c to dst: the JSON that
+// encoding/json.Marshal produces for c, byte for byte (same field order,
+// omissions, sorted UTM keys and HTML-safe string escaping), written without
+// reflection. It does not allocate when dst has room and c.UTM holds at most
+// 16 entries. The error is always nil; it is kept so that a future field
+// that can fail to encode does not change the signature.
 func AppendClick(dst []byte, c *Click) ([]byte, error) {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return dst, fmt.Errorf("encode click %s: %w", c.ID, err)
+	dst = append(dst, `{"v":`...)
+	dst = strconv.AppendInt(dst, int64(c.V), 10)
+	dst = append(dst, `,"id":`...)
+	dst = appendJSONString(dst, c.ID)
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendInt(dst, c.TS, 10)
+	dst = appendOptString(dst, `,"edge":`, c.Edge)
+	dst = append(dst, `,"source":`...)
+	dst = appendJSONString(dst, c.Source)
+	dst = append(dst, `,"merchant_id":`...)
+	dst = appendJSONString(dst, c.MerchantID)
+	dst = appendOptString(dst, `,"campaign_id":`, c.CampaignID)
+	dst = appendOptString(dst, `,"partner_id":`, c.PartnerID)
+	dst = appendOptString(dst, `,"partner_key":`, c.PartnerKey)
+	dst = appendOptString(dst, `,"link_code":`, c.LinkCode)
+	dst = appendOptBool(dst, `,"orphan":true`, c.Orphan)
+	dst = appendOptString(dst, `,"prev_click_id":`, c.PrevClickID)
+	dst = appendOptString(dst, `,"ip":`, c.IP)
+	dst = appendOptString(dst, `,"country":`, c.Country)
+	dst = appendOptString(dst, `,"region":`, c.Region)
+	dst = appendOptString(dst, `,"city":`, c.City)
+	dst = appendOptString(dst, `,"user_agent":`, c.UserAgent)
+	dst = appendOptString(dst, `,"browser":`, c.Browser)
+	dst = appendOptString(dst, `,"browser_version":`, c.BrowserVersion)
+	dst = appendOptString(dst, `,"os":`, c.OS)
+	dst = appendOptString(dst, `,"device":`, c.Device)
+	dst = appendOptBool(dst, `,"bot":true`, c.Bot)
+	dst = appendOptString(dst, `,"bot_reason":`, c.BotReason)
+	dst = appendOptBool(dst, `,"non_unique":true`, c.NonUnique)
+	dst = appendOptString(dst, `,"referrer":`, c.Referrer)
+	dst = appendOptString(dst, `,"landing_url":`, c.LandingURL)
+	dst = appendOptString(dst, `,"destination":`, c.Destination)
+	if c.Subs != [5]string{} {
+		dst = append(dst, `,"subs":[`...)
+		for i, s := range c.Subs {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendJSONString(dst, s)
+		}
+		dst = append(dst, ']')
 	}
-	return append(dst, b...), nil
+	if len(c.UTM) > 0 {
+		dst = append(dst, `,"utm":{`...)
+		dst = appendSortedMap(dst, c.UTM)
+		dst = append(dst, '}')
+	}
+	if c.ScreenWidth != 0 {
+		dst = append(dst, `,"screen_width":`...)
+		dst = strconv.AppendInt(dst, int64(c.ScreenWidth), 10)
+	}
+	dst = appendOptBool(dst, `,"forged":true`, c.Forged)
+	if c.ReceivedAt != 0 {
+		dst = append(dst, `,"received_at":`...)
+		dst = strconv.AppendInt(dst, c.ReceivedAt, 10)
+	}
+	return append(dst, '}'), nil
 }
 
-// DecodeClick parses the wire form of a click and checks its version.
+func appendOptString(dst []byte, key, s string) []byte {
+	if s == "" {
+		return dst
+	}
+	return appendJSONString(append(dst, key...), s)
+}
+
+func appendOptBool(dst []byte, keyTrue string, b bool) []byte {
+	if !b {
+		return dst
+	}
+	return append(dst, keyTrue...)
+}
+
+// appendSortedMap appends the members of m (without braces) in key order, as
+// encoding/json does.
+func appendSortedMap(dst []byte, m map[string]string) []byte {
+	var small [16]string
+	keys := small[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONString(dst, k)
+		dst = append(dst, ':')
+		dst = appendJSONString(dst, m[k])
+	}
+	return dst
+}
+
+// jsonSafe marks the ASCII bytes encoding/json writes as they are (its
+// htmlSafeSet): printable ASCII and DEL, except '"', '\\', '<', '>' and '&'.
+var jsonSafe = func() (t [utf8.RuneSelf]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
+	}
+	return t
+}()
+
+const lowerHex = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string exactly as encoding/json.Marshal
+// does: HTML-safe escapes, short escapes for \b \f \n \r \t, invalid UTF-8
+// as \ufffd, and U+2028/U+2029 escaped.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if jsonSafe[b] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '\\', '"':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', lowerHex[b>>4], lowerHex[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', lowerHex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// DecodeClick parses the wire form of a click and checks its version. The
+// form AppendClick writes (any field order, no duplicate or unknown fields,
+// no nulls) is read by a parser without reflection; anything else goes to
+// encoding/json, whose result the fast parser matches.
 func DecodeClick(data []byte) (Click, error) {
 	var c Click
-	if err := json.Unmarshal(data, &c); err != nil {
-		return c, fmt.Errorf("decode click: %w", err)
+	if !decodeClickFast(data, &c) {
+		c = Click{}
+		if err := json.Unmarshal(data, &c); err != nil {
+			return c, fmt.Errorf("decode click: %w", err)
+		}
 	}
 	if c.V != ClickVersion {
 		return c, fmt.Errorf("decode click %s: unknown version %d", c.ID, c.V)

@@ -65,13 +65,25 @@ type OutboxStats struct {
 	// the rows they stored, Deleted the rows removed by Delete. They count
 	// since Open.
 	Commits, Appended, Deleted uint64
+	// Lost counts records accepted by Enqueue whose commit then failed:
+	// they are not in the outbox and nobody was told. Since Open.
+	Lost uint64
 }
 
 // Outbox is the edge's durable queue of messages bound for JetStream, kept in
 // a bbolt file. Append returns only once the records are committed (and, unless
-// NoSync, fsynced); concurrent Appends share one commit (group commit). Rows
-// leave the outbox only through Delete, which the Shipper calls after
-// JetStream acknowledged them.
+// NoSync, fsynced); concurrent Appends share one commit (group commit).
+// Enqueue (async capture) queues records for the same commits without
+// waiting for them. Rows leave the outbox only through Delete, which the
+// Shipper calls after JetStream acknowledged them; deletes join the group
+// commits too, so that one writer owns the file and the shipper costs no
+// fsync of its own.
+//
+// Loss window: a record passed to Append is durable when Append returns nil.
+// A record passed to Enqueue is durable only once the next commit ends: at
+// most CommitInterval plus one commit (a few milliseconds) after Enqueue
+// returned. A crash or power loss in that window loses it; a clean Close
+// commits everything queued first.
 //
 // Set the exported fields before Open and do not change them afterwards.
 type Outbox struct {
@@ -84,6 +96,13 @@ type Outbox struct {
 	// NoSync skips fsync on commit. It breaks the promise that an
 	// acknowledged Append survives a power loss: for tests and benchmarks only.
 	NoSync bool
+	// CommitInterval is the least time from the start of one commit to the
+	// start of the next: what queues meanwhile shares the next commit. 0
+	// commits as soon as the previous commit ends (the fsync itself is the
+	// window in which the next batch gathers). A larger interval means fewer,
+	// larger commits, a longer wait for Append and a longer loss window for
+	// Enqueue.
+	CommitInterval time.Duration
 	// Logger receives commit failures; nil discards.
 	Logger *slog.Logger
 
@@ -91,13 +110,19 @@ type Outbox struct {
 	db      *bolt.DB
 	state   int
 	cur     *commitBatch
-	pending int64 // stored + queued payload bytes: what MaxBytes caps
+	spare   batchBufs // the buffers of the last committed batch, for reuse
+	pending int64     // stored + queued payload bytes: what MaxBytes caps
 	stats   OutboxStats
 	log     *slog.Logger
 
 	wake   chan struct{}
+	stop   chan struct{} // closed by Close: the writer stops waiting out CommitInterval
 	done   chan struct{}
 	notify chan struct{}
+
+	// Owned by the writer goroutine: commit buffers reused across commits
+	// (bbolt holds on to keys and values only until the commit ends).
+	keyBuf, rowBuf []byte
 
 	// commitHook, if set by a test, runs before each commit.
 	commitHook func()
@@ -110,21 +135,107 @@ const (
 )
 
 // commitBatch is what queued between two commits. Its waiters block on done
-// and then read err, which the writer sets before closing done.
+// and then read err, which the writer sets before closing done; they touch
+// nothing else once the writer has taken the batch, so the writer recycles
+// the buffers (batchBufs) of a committed batch.
 type commitBatch struct {
-	entries []batchEntry
-	done    chan struct{}
-	err     error
+	batchBufs
+	done chan struct{}
+	err  error
 }
 
+// batchBufs holds the records of a batch copied into arena chunks, so that
+// an Append or Enqueue neither allocates (once the chunks exist) nor keeps the
+// caller's memory, and a large backlog grows by new chunks instead of
+// copying what it holds.
+type batchBufs struct {
+	// chunks hold each record's tail: its row encoding after the commit
+	// time (subject, msg id and data with their lengths). A tail never spans
+	// two chunks.
+	chunks [][]byte
+	// free are emptied chunks kept for reuse.
+	free [][]byte
+	// tails locate the records' tails in chunks.
+	tails []tailRef
+	// entries are the Append and Enqueue calls, in order.
+	entries []batchEntry
+	// dels are the sequences Delete calls asked to remove.
+	dels []uint64
+	// size is the payload bytes of the records not withdrawn; async counts
+	// the records of Enqueue calls (nobody waits for their verdict).
+	size  int64
+	async int
+}
+
+type tailRef struct{ chunk, start, end int }
+
 type batchEntry struct {
-	recs      []Record
+	first, n  int // the entry's records are tails[first:first+n]
 	size      int64
 	cancelled bool
 }
 
-func newCommitBatch(capacity int) *commitBatch {
-	return &commitBatch{entries: make([]batchEntry, 0, capacity), done: make(chan struct{})}
+// arenaChunk is the size of an arena chunk; a larger record gets a chunk
+// of its own size.
+const arenaChunk = 64 << 10
+
+// maxKeptBuf bounds the memory a batch's buffers (and the writer's commit
+// buffers) keep for the next batch, so that one burst does not pin its
+// memory for good.
+const maxKeptBuf = 4 << 20
+
+func (b *batchBufs) empty() bool { return len(b.entries) == 0 && len(b.dels) == 0 }
+
+// reset empties the buffers, keeping chunks and capacity up to maxKeptBuf.
+func (b *batchBufs) reset() {
+	kept := len(b.free) * arenaChunk
+	for _, c := range b.chunks {
+		if cap(c) == arenaChunk && kept+arenaChunk <= maxKeptBuf {
+			b.free = append(b.free, c[:0])
+			kept += arenaChunk
+		}
+	}
+	clear(b.chunks)
+	b.chunks = b.chunks[:0]
+	if cap(b.tails) > maxKeptBuf/64 {
+		b.tails, b.entries = nil, nil
+	}
+	b.tails, b.entries, b.dels = b.tails[:0], b.entries[:0], b.dels[:0]
+	b.size, b.async = 0, 0
+}
+
+// tail returns the bytes of a record's tail.
+func (b *batchBufs) tail(t tailRef) []byte { return b.chunks[t.chunk][t.start:t.end] }
+
+// add copies recs into the batch as one entry and returns its index.
+func (b *batchBufs) add(recs []Record, size int64) int {
+	first := len(b.tails)
+	for i := range recs {
+		need := rowTailLen(&recs[i])
+		last := len(b.chunks) - 1
+		if last < 0 || cap(b.chunks[last])-len(b.chunks[last]) < need {
+			var c []byte
+			if n := len(b.free); n > 0 && need <= arenaChunk {
+				c, b.free = b.free[n-1], b.free[:n-1]
+			} else {
+				c = make([]byte, 0, max(arenaChunk, need))
+			}
+			b.chunks = append(b.chunks, c)
+			last++
+		}
+		c := b.chunks[last]
+		start := len(c)
+		c = appendRowTail(c, &recs[i])
+		b.chunks[last] = c
+		b.tails = append(b.tails, tailRef{last, start, len(c)})
+	}
+	b.entries = append(b.entries, batchEntry{first: first, n: len(recs), size: size})
+	b.size += size
+	return len(b.entries) - 1
+}
+
+func newCommitBatch(bufs batchBufs) *commitBatch {
+	return &commitBatch{batchBufs: bufs, done: make(chan struct{})}
 }
 
 // NewOutbox returns an unopened Outbox on path with default settings.
@@ -200,10 +311,11 @@ func (o *Outbox) Open() error {
 	}
 	o.db = db
 	o.state = outboxOpen
-	o.cur = newCommitBatch(64)
+	o.cur = newCommitBatch(batchBufs{})
 	o.pending = size
 	o.stats = OutboxStats{Rows: rows, Bytes: size}
 	o.wake = make(chan struct{}, 1)
+	o.stop = make(chan struct{})
 	o.done = make(chan struct{})
 	o.notify = make(chan struct{}, 1)
 	go o.writer()
@@ -222,6 +334,7 @@ func (o *Outbox) Close() error {
 	}
 	o.state = outboxClosed
 	o.mu.Unlock()
+	close(o.stop)
 	o.kick()
 	<-o.done
 	if err := o.db.Close(); err != nil {
@@ -244,37 +357,13 @@ func (o *Outbox) kick() {
 // commit fails, or ctx ends before the writer took the records. Once the
 // writer has taken them, Append waits for the commit's verdict even if ctx
 // ends, so that a nil error always means durable and an error never does.
-// recs' Data must not be modified until Append returns.
+// The records are copied: the caller may reuse their memory once Append
+// returns. Append does not allocate (beyond the batch's buffers growing).
 func (o *Outbox) Append(ctx context.Context, recs ...Record) error {
-	var size int64
-	for i := range recs {
-		if err := recs[i].validate(); err != nil {
-			return fmt.Errorf("append to outbox: record %d: %w", i, err)
-		}
-		size += int64(len(recs[i].Data))
+	b, idx, err := o.queue(recs, false)
+	if err != nil || b == nil {
+		return err
 	}
-	o.mu.Lock()
-	if o.state != outboxOpen {
-		o.mu.Unlock()
-		return fmt.Errorf("append to outbox: %w", ErrOutboxClosed)
-	}
-	if len(recs) == 0 {
-		o.mu.Unlock()
-		return nil
-	}
-	if o.pending+size > o.MaxBytes {
-		pending := o.pending
-		o.mu.Unlock()
-		return fmt.Errorf("append %d records (%d bytes) to outbox holding %d of %d bytes: %w",
-			len(recs), size, pending, o.MaxBytes, ErrOutboxFull)
-	}
-	o.pending += size
-	b := o.cur
-	idx := len(b.entries)
-	b.entries = append(b.entries, batchEntry{recs: recs, size: size})
-	o.mu.Unlock()
-	o.kick()
-
 	select {
 	case <-b.done:
 		return b.err
@@ -283,9 +372,10 @@ func (o *Outbox) Append(ctx context.Context, recs ...Record) error {
 	o.mu.Lock()
 	if o.cur == b {
 		// Not taken by the writer yet: withdraw, nothing is written.
-		b.entries[idx].cancelled = true
-		b.entries[idx].recs = nil
-		o.pending -= size
+		e := &b.entries[idx]
+		e.cancelled = true
+		b.size -= e.size
+		o.pending -= e.size
 		o.mu.Unlock()
 		return fmt.Errorf("append to outbox: %w", ctx.Err())
 	}
@@ -294,17 +384,72 @@ func (o *Outbox) Append(ctx context.Context, recs ...Record) error {
 	return b.err
 }
 
-// writer is the one goroutine that commits appends: it takes everything
-// queued, commits it in one transaction, releases the waiters and starts over
-// at once with what queued meanwhile. No timer: the fsync itself is the window
-// in which the next batch gathers.
+// Enqueue queues recs for the next commit and returns at once, without
+// waiting for it: the records are durable only when that commit ends (see
+// the loss window in the Outbox documentation). It fails, having queued
+// nothing, for the reasons Append fails before the commit: an invalid
+// record, the cap, a closed outbox. A commit that fails later loses the
+// records; it is logged and counted in OutboxStats.Lost. The records are
+// copied before Enqueue returns. Enqueue does not allocate (beyond the
+// batch's buffers growing).
+func (o *Outbox) Enqueue(recs ...Record) error {
+	_, _, err := o.queue(recs, true)
+	return err
+}
+
+// queue validates recs and copies them into the current batch. It returns
+// a nil batch, and no error, for an empty recs.
+func (o *Outbox) queue(recs []Record, async bool) (*commitBatch, int, error) {
+	var size int64
+	for i := range recs {
+		if err := recs[i].validate(); err != nil {
+			return nil, 0, fmt.Errorf("append to outbox: record %d: %w", i, err)
+		}
+		size += int64(len(recs[i].Data))
+	}
+	o.mu.Lock()
+	if o.state != outboxOpen {
+		o.mu.Unlock()
+		return nil, 0, fmt.Errorf("append to outbox: %w", ErrOutboxClosed)
+	}
+	if len(recs) == 0 {
+		o.mu.Unlock()
+		return nil, 0, nil
+	}
+	if o.pending+size > o.MaxBytes {
+		pending := o.pending
+		o.mu.Unlock()
+		return nil, 0, fmt.Errorf("append %d records (%d bytes) to outbox holding %d of %d bytes: %w",
+			len(recs), size, pending, o.MaxBytes, ErrOutboxFull)
+	}
+	o.pending += size
+	b := o.cur
+	first := b.empty()
+	idx := b.add(recs, size)
+	if async {
+		b.async += len(recs)
+	}
+	o.mu.Unlock()
+	if first {
+		o.kick()
+	}
+	return b, idx, nil
+}
+
+// writer is the one goroutine that writes the file: it takes everything
+// queued (appends and deletes), commits it in one transaction, releases the
+// waiters and starts over with what queued meanwhile, at once or, with a
+// CommitInterval, once the interval since the previous commit's start has
+// passed.
 func (o *Outbox) writer() {
 	defer close(o.done)
+	var timer *time.Timer
+	var lastStart time.Time
 	for {
 		o.mu.Lock()
 		b := o.cur
-		if len(b.entries) == 0 {
-			closing := o.state == outboxClosed
+		closing := o.state == outboxClosed
+		if b.empty() {
 			o.mu.Unlock()
 			if closing {
 				return
@@ -312,9 +457,36 @@ func (o *Outbox) writer() {
 			<-o.wake
 			continue
 		}
-		o.cur = newCommitBatch(cap(b.entries))
+		if o.CommitInterval > 0 && !closing {
+			if d := o.CommitInterval - time.Since(lastStart); d > 0 {
+				o.mu.Unlock()
+				if timer == nil {
+					timer = time.NewTimer(d)
+				} else {
+					timer.Reset(d)
+				}
+				select {
+				case <-timer.C:
+				case <-o.stop:
+					timer.Stop()
+				}
+				continue
+			}
+		}
+		o.cur = newCommitBatch(o.spare)
+		o.spare = batchBufs{}
 		o.mu.Unlock()
+		lastStart = time.Now()
 		o.commit(b)
+		if cap(o.rowBuf) > maxKeptBuf {
+			o.keyBuf, o.rowBuf = nil, nil
+		}
+		bufs := b.batchBufs
+		b.batchBufs = batchBufs{}
+		bufs.reset()
+		o.mu.Lock()
+		o.spare = bufs
+		o.mu.Unlock()
 	}
 }
 
@@ -323,28 +495,59 @@ func (o *Outbox) commit(b *commitBatch) {
 		o.commitHook()
 	}
 	var n, encLen int
-	var size int64
 	for _, e := range b.entries {
 		if e.cancelled {
 			continue
 		}
-		n += len(e.recs)
-		size += e.size
-		for i := range e.recs {
-			encLen += rowLen(&e.recs[i], 0)
+		n += e.n
+		for _, t := range b.tails[e.first : e.first+e.n] {
+			encLen += t.end - t.start
 		}
 	}
-	if n == 0 {
+	var dels []uint64
+	if len(b.dels) > 0 {
+		slices.Sort(b.dels)
+		dels = slices.Compact(b.dels)
+	}
+	if n == 0 && len(dels) == 0 {
 		close(b.done)
 		return
 	}
 	now := time.Now().UnixMilli()
-	// bbolt keeps references to keys and values until commit, so each gets
-	// its own region of two batch-sized buffers that are never reused.
-	keys := make([]byte, 8*n)
-	buf := make([]byte, 0, encLen+n*binary.MaxVarintLen64)
+	// bbolt keeps references to keys and values until the commit ends: each
+	// gets its own region of buffers sized before the first Put, reused by
+	// the next commit.
+	rowHead := 1 + uvarintLen(zigzag(now))
+	keys := growBuf(&o.keyBuf, 8*n)
+	buf := growBuf(&o.rowBuf, encLen+n*rowHead)[:0]
+	var delRows, delSize int64
 	err := o.db.Update(func(tx *bolt.Tx) error {
+		delRows, delSize = 0, 0
 		bk := tx.Bucket(rowsBucket)
+		var dk [8]byte
+		if len(dels) > 0 {
+			// One seek per row: the cursor finds the row and deletes it.
+			c := bk.Cursor()
+			for _, s := range dels {
+				binary.BigEndian.PutUint64(dk[:], s)
+				k, v := c.Seek(dk[:])
+				if k == nil || !bytes.Equal(k, dk[:]) {
+					continue
+				}
+				rv, err := parseRow(v)
+				if err != nil {
+					return fmt.Errorf("row %d: %w", s, err)
+				}
+				if err := c.Delete(); err != nil {
+					return fmt.Errorf("delete row %d: %w", s, err)
+				}
+				delRows++
+				delSize += int64(len(rv.data))
+			}
+		}
+		if n == 0 {
+			return nil
+		}
 		// Keys only ever grow: fill pages completely instead of half.
 		bk.FillPercent = 1.0
 		seq := bk.Sequence()
@@ -353,12 +556,14 @@ func (o *Outbox) commit(b *commitBatch) {
 			if e.cancelled {
 				continue
 			}
-			for j := range e.recs {
+			for _, t := range b.tails[e.first : e.first+e.n] {
 				seq++
 				k := keys[i*8 : i*8+8 : i*8+8]
 				binary.BigEndian.PutUint64(k, seq)
 				start := len(buf)
-				buf = appendRow(buf, now, &e.recs[j])
+				buf = append(buf, rowVersion)
+				buf = binary.AppendVarint(buf, now)
+				buf = append(buf, b.tail(t)...)
 				if err := bk.Put(k, buf[start:len(buf):len(buf)]); err != nil {
 					return fmt.Errorf("put row %d: %w", seq, err)
 				}
@@ -372,25 +577,40 @@ func (o *Outbox) commit(b *commitBatch) {
 	})
 	o.mu.Lock()
 	if err != nil {
-		o.pending -= size
+		o.pending -= b.size
+		o.stats.Lost += uint64(b.async)
 	} else {
-		o.stats.Rows += int64(n)
-		o.stats.Bytes += size
-		o.stats.Commits++
-		o.stats.Appended += uint64(n)
+		if n > 0 {
+			o.stats.Rows += int64(n)
+			o.stats.Bytes += b.size
+			o.stats.Commits++
+			o.stats.Appended += uint64(n)
+		}
+		o.stats.Rows -= delRows
+		o.stats.Bytes -= delSize
+		o.stats.Deleted += uint64(delRows)
+		o.pending -= delSize
 	}
 	o.mu.Unlock()
 	if err != nil {
-		b.err = fmt.Errorf("commit %d records to outbox %s: %w", n, o.Path, err)
-		o.log.Error("outbox commit failed", "records", n, "err", err)
+		b.err = fmt.Errorf("commit %d records and %d deletes to outbox %s: %w", n, len(dels), o.Path, err)
+		o.log.Error("outbox commit failed", "records", n, "async_records_lost", b.async, "deletes", len(dels), "err", err)
 	}
 	close(b.done)
-	if err == nil {
+	if err == nil && n > 0 {
 		select {
 		case o.notify <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// growBuf returns (*p)[:n], growing *p first if its capacity is short.
+func growBuf(p *[]byte, n int) []byte {
+	if cap(*p) < n {
+		*p = make([]byte, n, n+n/4)
+	}
+	return (*p)[:n]
 }
 
 // Notify returns a channel that receives (without blocking the writer, at
@@ -457,14 +677,41 @@ func (o *Outbox) Peek(after uint64, max int) ([]Row, error) {
 			return nil
 		}
 		binary.BigEndian.PutUint64(start[:], after+1)
+		// The rows' data share arenas, and a subject equal to the previous
+		// row's is shared too, so that a round of the shipper costs a few
+		// allocations rather than three per row.
+		var arena []byte
+		var subject string
 		for k, v := c.Seek(start[:]); k != nil && len(rows) < max; k, v = c.Next() {
 			seq := binary.BigEndian.Uint64(k)
-			r, err := decodeRow(v)
+			rv, err := parseRow(v)
 			if err != nil {
 				return fmt.Errorf("row %d: %w", seq, err)
 			}
-			r.Seq = seq
-			rows = append(rows, r)
+			if string(rv.subject) != subject {
+				subject = string(rv.subject)
+			}
+			if arena == nil || cap(arena)-len(arena) < len(rv.data) {
+				size := 64 << 10
+				if len(rv.data) > size {
+					size = len(rv.data)
+				}
+				arena = make([]byte, 0, size)
+			}
+			start := len(arena)
+			arena = append(arena, rv.data...)
+			if rows == nil {
+				n := 1024
+				if max < n {
+					n = max
+				}
+				rows = make([]Row, 0, n)
+			}
+			rows = append(rows, Row{
+				Seq:               seq,
+				Record:            Record{Subject: subject, MsgID: string(rv.msgID), Data: arena[start:len(arena):len(arena)]},
+				AppendedUnixMilli: rv.appended,
+			})
 		}
 		return nil
 	})
@@ -474,52 +721,30 @@ func (o *Outbox) Peek(after uint64, max int) ([]Row, error) {
 	return rows, nil
 }
 
-// Delete removes the rows with the given sequences in one durable commit.
-// Sequences that are absent (already deleted) are ignored, so repeating a
-// Delete is harmless.
+// Delete removes the rows with the given sequences in one durable commit,
+// the next group commit of the writer (shared with appends). Sequences that
+// are absent (already deleted) are ignored, so repeating a Delete is
+// harmless.
 func (o *Outbox) Delete(seqs []uint64) error {
 	if len(seqs) == 0 {
 		return nil
 	}
-	db, err := o.openDB()
-	if err != nil {
-		return fmt.Errorf("delete %d outbox rows: %w", len(seqs), err)
-	}
-	sorted := slices.Clone(seqs)
-	slices.Sort(sorted)
-	sorted = slices.Compact(sorted)
-	var n, size int64
-	err = db.Update(func(tx *bolt.Tx) error {
-		n, size = 0, 0
-		bk := tx.Bucket(rowsBucket)
-		var k [8]byte
-		for _, s := range sorted {
-			binary.BigEndian.PutUint64(k[:], s)
-			v := bk.Get(k[:])
-			if v == nil {
-				continue
-			}
-			rv, err := parseRow(v)
-			if err != nil {
-				return fmt.Errorf("row %d: %w", s, err)
-			}
-			if err := bk.Delete(k[:]); err != nil {
-				return fmt.Errorf("row %d: %w", s, err)
-			}
-			n++
-			size += int64(len(rv.data))
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("delete %d rows from outbox %s: %w", len(sorted), o.Path, err)
-	}
 	o.mu.Lock()
-	o.stats.Rows -= n
-	o.stats.Bytes -= size
-	o.stats.Deleted += uint64(n)
-	o.pending -= size
+	if o.state != outboxOpen {
+		o.mu.Unlock()
+		return fmt.Errorf("delete %d outbox rows: %w", len(seqs), ErrOutboxClosed)
+	}
+	b := o.cur
+	first := b.empty()
+	b.dels = append(b.dels, seqs...)
 	o.mu.Unlock()
+	if first {
+		o.kick()
+	}
+	<-b.done
+	if b.err != nil {
+		return fmt.Errorf("delete %d outbox rows: %w", len(seqs), b.err)
+	}
 	return nil
 }
 
@@ -632,6 +857,19 @@ func rowLen(r *Record, ms int64) int {
 func appendRow(dst []byte, ms int64, r *Record) []byte {
 	dst = append(dst, rowVersion)
 	dst = binary.AppendVarint(dst, ms)
+	return appendRowTail(dst, r)
+}
+
+// rowTailLen is the length of appendRowTail's encoding of r.
+func rowTailLen(r *Record) int {
+	return uvarintLen(uint64(len(r.Subject))) + len(r.Subject) +
+		uvarintLen(uint64(len(r.MsgID))) + len(r.MsgID) +
+		uvarintLen(uint64(len(r.Data))) + len(r.Data)
+}
+
+// appendRowTail appends the part of r's row encoding that follows the
+// commit time.
+func appendRowTail(dst []byte, r *Record) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(r.Subject)))
 	dst = append(dst, r.Subject...)
 	dst = binary.AppendUvarint(dst, uint64(len(r.MsgID)))

@@ -30,6 +30,8 @@ type Config struct {
 	FallbackURL    string
 	SecureCookies  bool
 	OutboxMaxBytes int64
+	Capture        string
+	CommitInterval time.Duration
 	DrainDelay     time.Duration
 	FlushTimeout   time.Duration
 	Replicas       int
@@ -73,6 +75,11 @@ func parseFlags(mode string, args []string, stderr io.Writer, lookup func(string
 		fs.StringVar(&c.FallbackURL, "fallback-url", "", "where unknown codes go when no merchant claims them (empty: a plain 404 page)")
 		fs.BoolVar(&c.SecureCookies, "secure-cookies", false, "mark cookies Secure even when TLS ends in front of the edge")
 		fs.Int64Var(&c.OutboxMaxBytes, "outbox-max-bytes", 1<<30, "cap on the outbox's pending bytes; past it clicks are redirected but counted as dropped, and API writes get 503")
+		fs.StringVar(&c.Capture, "capture", "durable", "what a redirect does with its click: durable (the 302 is sent after the click's outbox commit), "+
+			"async (the 302 is sent at once and the click committed within --commit-interval, at most 5ms: a crash or power loss loses the clicks of the last interval, a clean shutdown none), "+
+			"or none (enrich and redirect, record nothing; counted as clickedge_clicks_total{outcome=\"not_captured\"}). Merchant API writes are durable in every mode")
+		fs.DurationVar(&c.CommitInterval, "commit-interval", 0, "least time from one outbox commit to the next: what queues meanwhile shares a commit (0: commit as soon as the previous commit ends). "+
+			"At most 5ms with --capture async, where it bounds the loss window")
 		fs.DurationVar(&c.DrainDelay, "drain-delay", 2*time.Second, "on shutdown, how long /readyz answers 503 before the listener closes")
 		fs.DurationVar(&c.FlushTimeout, "flush-timeout", 5*time.Second, "on shutdown, how long to keep shipping the outbox to NATS")
 	}

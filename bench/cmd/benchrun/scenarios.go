@@ -522,11 +522,12 @@ func (d *driver) openRun(startSrv func(tag string) (*server, error), rate float6
 	}
 }
 
-// captured is the clicks an edge minted and committed to its outbox: every
+// captured is the clicks an edge minted and handed to its outbox: every
 // outcome of clickedge_clicks_total (recorded, bot, non_unique, orphan) but
-// dropped.
+// dropped and not_captured (--capture none records nothing).
 func captured(m metrics) float64 {
-	return m.sum("clickedge_clicks_total") - m.sum(`clickedge_clicks_total{outcome="dropped"}`)
+	return m.sum("clickedge_clicks_total") - m.sum(`clickedge_clicks_total{outcome="dropped"}`) -
+		m.sum(`clickedge_clicks_total{outcome="not_captured"}`)
 }
 
 var (
